@@ -1,0 +1,208 @@
+"""Settings: an optional TOML file, every key overridable as SWITCHBOARD_<KEY> / SWITCHBOARD_<SECTION>__<KEY>."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from switchboard.errors import ConfigurationError
+
+CONFIG_ENV = "SWITCHBOARD_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    run_workers: bool = True
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    access_log: bool = True
+
+
+class TokenSettings(_Section):
+    ttl_s: int = Field(default=3600, ge=60, le=10 * 365 * 86400)
+    issuer: str = "switchboard"
+    audience: str = "switchboard-api"
+    leeway_s: int = Field(default=30, ge=0, le=300)
+
+
+class LockoutSettings(_Section):
+    """Brute-force protection of the token endpoint (research API-5)."""
+
+    max_failures: int = Field(default=10, ge=1)
+    window_s: int = Field(default=900, ge=1)
+    lock_s: int = Field(default=900, ge=1)
+    hard_lock_failures: int = Field(default=100, ge=1)
+    max_concurrent_hashes: int = Field(default=4, ge=1)
+
+
+class OtpSettings(_Section):
+    """Account defaults for VerifyNow; each account may override them."""
+
+    default_length: int = Field(default=4, ge=4, le=8)
+    default_timeout_s: int = Field(default=60, ge=20, le=600)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    resend_cooldown_s: int = Field(default=30, ge=0)
+    sends_per_10_min: int = Field(default=5, ge=1)
+    sends_per_day: int = Field(default=10, ge=1)
+    account_daily_quota: int = Field(default=10_000, ge=1)
+    brand: str = "Switchboard"
+    sender_ids: dict[str, str] = Field(default_factory=lambda: {"91": "UTOMOB", "*": "SWBOARD"})
+    fallback_step_timeout_s: int = Field(default=30, ge=1)
+
+
+class SandboxSettings(_Section):
+    """Test numbers (E.164 → fixed code) never reach a carrier."""
+
+    test_numbers: dict[str, str] = Field(default_factory=dict)
+    outbox_limit: int = Field(default=1000, ge=1)
+    delivery_delay_s: float = Field(default=0.0, ge=0)
+
+    @field_validator("test_numbers")
+    @classmethod
+    def _codes_are_digits(cls, value: dict[str, str]) -> dict[str, str]:
+        for number, code in value.items():
+            if not code.isdigit() or not 4 <= len(code) <= 8:
+                raise ValueError(f"test number {number}: code must be 4-8 digits")
+        return value
+
+
+class ApiSettings(_Section):
+    # "mapped": HTTP status follows the response code (702 → 400 …); "200": always HTTP 200 with the
+    # code in the body, as some Message Central clients expect (research/mission-anchors.md §1.3).
+    error_http_status: Literal["mapped", "200"] = "mapped"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class WebhookSettings(_Section):
+    allow_networks: list[str] = Field(default_factory=list)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    total_timeout_s: float = Field(default=15.0, gt=0)
+    max_concurrency_per_endpoint: int = Field(default=4, ge=1)
+
+
+class WorkerSettings(_Section):
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    lease_s: float = Field(default=60.0, gt=0)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=3600.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "console"
+
+
+class ConnectorSettings(BaseModel):
+    """One connector; `type` picks the driver, which validates the remaining keys itself."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RouteSettings(_Section):
+    channel: Literal["SMS", "WHATSAPP", "RCS", "EMAIL"]
+    connectors: list[str] = Field(min_length=1)
+    prefixes: list[str] = Field(default_factory=list)
+    message_types: list[Literal["OTP", "TRANSACTIONAL", "PROMOTIONAL"]] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    database_url: str = "sqlite:///./switchboard.db"
+    token_signing_key: str | None = None
+    otp_pepper: str | None = None
+    server: ServerSettings = ServerSettings()
+    tokens: TokenSettings = TokenSettings()
+    lockout: LockoutSettings = LockoutSettings()
+    otp: OtpSettings = OtpSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    api: ApiSettings = ApiSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    worker: WorkerSettings = WorkerSettings()
+    logging: LoggingSettings = LoggingSettings()
+    connectors: list[ConnectorSettings] = Field(default_factory=list)
+    routes: list[RouteSettings] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        return value
+
+    @field_validator("token_signing_key", "otp_pepper")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        # HS512 wants a key of at least the hash size (RFC 7518 §3.2): 64 bytes.
+        if value is not None and len(value.encode()) < 64:
+            raise ValueError("must be at least 64 bytes (generate one with `openssl rand -hex 32`)")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from `config_file` (or $SWITCHBOARD_CONFIG) and the environment.
+
+    Raises ConfigurationError naming the offending key.
+    """
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is not None and not path.is_file():
+        raise ConfigurationError(f"configuration file not found: {path}")
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    try:
+        loaded = _FileSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+    except ValueError as exc:  # malformed TOML
+        raise ConfigurationError(f"invalid configuration file {path}: {exc}") from None
+    return Settings.model_validate(loaded.model_dump())

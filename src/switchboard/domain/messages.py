@@ -1,0 +1,107 @@
+"""Outbound messages: channels, message types, statuses and the transitions between them."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Channel(StrEnum):
+    SMS = "SMS"
+    WHATSAPP = "WHATSAPP"
+    RCS = "RCS"
+    EMAIL = "EMAIL"
+
+
+class MessageType(StrEnum):
+    OTP = "OTP"
+    TRANSACTIONAL = "TRANSACTIONAL"
+    PROMOTIONAL = "PROMOTIONAL"
+
+    @classmethod
+    def parse(cls, raw: str | None) -> MessageType:
+        """The spec's spellings: OTP (default), TRANSACTION or TRANSACTIONAL, PROMOTIONAL."""
+        value = (raw or "OTP").strip().upper()
+        if value == "TRANSACTION":
+            return cls.TRANSACTIONAL
+        return cls(value)
+
+
+class Lane(IntEnum):
+    """Queue priority: a lower value is claimed first, so OTPs never wait behind campaigns."""
+
+    OTP = 0
+    TRANSACTIONAL = 1
+    PROMOTIONAL = 2
+
+    @classmethod
+    def for_type(cls, message_type: MessageType) -> Lane:
+        return cls[message_type.value]
+
+
+class MessageStatus(StrEnum):
+    HELD = "HELD"  # a fallback step waiting for its turn
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"  # leased by a worker
+    SUBMITTED = "SUBMITTED"
+    DELIVERED = "DELIVERED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
+    FAILED = "FAILED"  # no route, permanent submit error, retries exhausted
+    CANCELLED = "CANCELLED"  # e.g. an OTP whose verification ended before it was sent
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+    @property
+    def report_name(self) -> str | None:
+        """The Message Central callback status (DELIVRD …), for statuses customers are told of."""
+        return _REPORT_NAMES.get(self)
+
+
+FINAL_STATUSES = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERABLE,
+        MessageStatus.EXPIRED,
+        MessageStatus.REJECTED,
+        MessageStatus.FAILED,
+        MessageStatus.CANCELLED,
+    }
+)
+
+_REPORT_NAMES = {
+    MessageStatus.DELIVERED: "DELIVRD",
+    MessageStatus.UNDELIVERABLE: "UNDELIV",
+    MessageStatus.EXPIRED: "EXPIRED",
+    MessageStatus.REJECTED: "REJECTD",
+    MessageStatus.UNKNOWN: "UNKNOWN",
+    MessageStatus.FAILED: "UNDELIV",
+}
+
+# UNKNOWN is not final: a later receipt may still settle it.
+_ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
+    MessageStatus.HELD: frozenset({MessageStatus.QUEUED, MessageStatus.CANCELLED}),
+    MessageStatus.QUEUED: frozenset(
+        {MessageStatus.SENDING, MessageStatus.CANCELLED, MessageStatus.FAILED}
+    ),
+    MessageStatus.SENDING: frozenset(
+        {
+            MessageStatus.QUEUED,
+            MessageStatus.SUBMITTED,
+            MessageStatus.UNKNOWN,
+            MessageStatus.FAILED,
+            MessageStatus.CANCELLED,
+            MessageStatus.REJECTED,
+        }
+    ),
+    MessageStatus.SUBMITTED: frozenset(FINAL_STATUSES | {MessageStatus.UNKNOWN}),
+    MessageStatus.UNKNOWN: frozenset(FINAL_STATUSES),
+}
+
+
+def can_transition(current: MessageStatus, new: MessageStatus) -> bool:
+    """Whether a message may move from `current` to `new`; a final status never changes."""
+    return new in _ALLOWED.get(current, frozenset())
