@@ -1,0 +1,244 @@
+"""Customer callbacks: the Message Central delivery body, verification events, retries, outcomes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Protocol
+
+# The statuses the spec's "SMS Callback Integration" promises, and its date format (UTC here).
+DELIVERY_STATUSES = frozenset({"DELIVRD", "EXPIRED", "UNDELIV", "UNKNOWN", "REJECTD"})
+CALLBACK_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# Standard Webhooks example schedule (research WO-3): attempt n waits RETRY_DELAYS[n - 1].
+RETRY_DELAYS: tuple[timedelta, ...] = (
+    timedelta(0),
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+    timedelta(hours=24),
+)
+MAX_ATTEMPTS = len(RETRY_DELAYS)
+JITTER_RATIO = 0.10
+MAX_RETRY_AFTER = timedelta(hours=24)
+
+_COUNTRY_CODE = re.compile(r"\+?([1-9][0-9]{0,2})")
+_DIGITS = re.compile(r"[0-9]{1,17}")
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
+def delivery_payload(
+    *,
+    message_id: str,
+    status: str,
+    country_code: str,
+    national_number: str,
+    submitted_at: datetime,
+    done_at: datetime | None,
+    error_code: int = 0,
+) -> dict[str, str | int | None]:
+    """The callback body of the spec, key for key and in its order.
+
+    `apiKey`, `clientId` and `countryCode` are null as in the spec's example: the country code
+    travels inside `mobile` (country code + national number, digits only, no '+'). Dates are
+    formatted in UTC. Raises ValueError for a status the spec does not list, a malformed number
+    or a naive datetime.
+    """
+    if status not in DELIVERY_STATUSES:
+        raise ValueError(f"not a callback status: {status!r}")
+    return {
+        "apiKey": None,
+        "clientId": None,
+        "messageId": message_id,
+        "status": status,
+        "errorCode": error_code,
+        "countryCode": None,
+        "mobile": callback_mobile(country_code, national_number),
+        "submitDate": format_callback_date(submitted_at),
+        "doneDate": None if done_at is None else format_callback_date(done_at),
+    }
+
+
+def callback_mobile(country_code: str, national_number: str) -> str:
+    """'91' (or '+91') and '9999999999' → '919999999999'."""
+    country = _COUNTRY_CODE.fullmatch(country_code.strip())
+    if country is None:
+        raise ValueError(f"not a country calling code: {country_code!r}")
+    if _DIGITS.fullmatch(national_number) is None:
+        raise ValueError("the national number must be 1-17 digits")
+    return country.group(1) + national_number
+
+
+def format_callback_date(moment: datetime) -> str:
+    return _as_utc(moment).strftime(CALLBACK_DATE_FORMAT)
+
+
+def encode_payload(payload: Mapping[str, object]) -> bytes:
+    """Minified JSON, ASCII only: the exact bytes that are signed and sent."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+class VerificationEventType(StrEnum):
+    VERIFIED = "verification.verified"
+    EXPIRED = "verification.expired"
+    FAILED = "verification.failed"
+    FALLBACK = "verification.fallback"
+
+
+@dataclass(frozen=True)
+class VerificationEvent:
+    """Something that happened to a verification; by construction it cannot carry the code.
+
+    `event_id` becomes the `webhook-id`, so it must be stable across retries and contain no '.'.
+    `sequence` increases per verification, because deliveries may arrive out of order.
+    `next_channel` is set for FALLBACK only: the channel the next code goes out on.
+    """
+
+    event_id: str
+    type: VerificationEventType
+    occurred_at: datetime
+    sequence: int
+    verification_id: str
+    customer_id: str
+    country_code: str
+    national_number: str
+    channel: str
+    next_channel: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.event_id or "." in self.event_id:
+            raise ValueError("an event id must be non-empty and contain no '.'")
+        if self.sequence < 0:
+            raise ValueError("sequence must not be negative")
+        _as_utc(self.occurred_at)
+        if (self.type is VerificationEventType.FALLBACK) != (self.next_channel is not None):
+            raise ValueError("next_channel is required for a fallback event and only for it")
+
+
+def verification_event_payload(event: VerificationEvent) -> dict[str, object]:
+    """A Standard Webhooks body: {id, type, timestamp, sequence, data}."""
+    data: dict[str, object] = {
+        "verificationId": event.verification_id,
+        "customerId": event.customer_id,
+        "mobile": callback_mobile(event.country_code, event.national_number),
+        "flowType": event.channel,
+    }
+    if event.next_channel is not None:
+        data["nextFlowType"] = event.next_channel
+    return {
+        "id": event.event_id,
+        "type": event.type.value,
+        "timestamp": format_event_timestamp(event.occurred_at),
+        "sequence": event.sequence,
+        "data": data,
+    }
+
+
+def format_event_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as in the Standard Webhooks examples."""
+    utc = _as_utc(moment)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class RandomSource(Protocol):
+    """`random.Random` and `random.SystemRandom` fit; tests pass a seeded or scripted one."""
+
+    def random(self) -> float:
+        """A float in [0, 1)."""
+        ...
+
+
+def retry_delay(
+    attempts_made: int, random: RandomSource, *, retry_after: timedelta | None = None
+) -> timedelta | None:
+    """How long to wait before the next attempt, or None when the delivery is dead-lettered.
+
+    The scheduled delay gets ±10% jitter; a receiver's Retry-After (already capped by
+    `classify_response`) is a floor, never a reason to come back sooner.
+    """
+    if attempts_made < 0:
+        raise ValueError("attempts_made must not be negative")
+    if attempts_made >= MAX_ATTEMPTS:
+        return None
+    jitter = 1.0 + JITTER_RATIO * (2.0 * random.random() - 1.0)
+    delay = RETRY_DELAYS[attempts_made] * jitter
+    if retry_after is not None and retry_after > delay:
+        return retry_after
+    return delay
+
+
+class Action(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DISABLE_ENDPOINT = "disable_endpoint"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt means; `retry_after` is the receiver's requested delay, capped at 24 h."""
+
+    action: Action
+    reason: str
+    retry_after: timedelta | None = None
+
+
+def classify_response(
+    status_code: int | None, retry_after_header: str | None = None, *, now: datetime | None = None
+) -> Outcome:
+    """Map an attempt's HTTP status (None: timeout or network error) to what happens next.
+
+    2xx is delivered. 3xx is a failure and is never followed. 410 disables the endpoint.
+    429 and 5xx retry and honour Retry-After (seconds, or an HTTP date when `now` is given).
+    Anything else retries on the schedule.
+    """
+    if status_code is None:
+        return Outcome(Action.RETRY, "no response")
+    if 200 <= status_code < 300:
+        return Outcome(Action.DELIVERED, f"HTTP {status_code}")
+    if 300 <= status_code < 400:
+        return Outcome(Action.RETRY, f"HTTP {status_code}: redirects are not followed")
+    if status_code == 410:
+        return Outcome(Action.DISABLE_ENDPOINT, "HTTP 410: the endpoint is gone")
+    if status_code == 429 or 500 <= status_code < 600:
+        return Outcome(
+            Action.RETRY, f"HTTP {status_code}", parse_retry_after(retry_after_header, now=now)
+        )
+    return Outcome(Action.RETRY, f"HTTP {status_code}")
+
+
+def parse_retry_after(header: str | None, *, now: datetime | None = None) -> timedelta | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP date; capped at 24 h; None when unusable."""
+    if header is None:
+        return None
+    value = header.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        delay = timedelta(seconds=int(value))
+    elif now is None:
+        return None
+    else:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        delay = moment - _as_utc(now)
+    if delay <= timedelta(0):
+        return None
+    return min(delay, MAX_RETRY_AFTER)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return moment.astimezone(UTC)
