@@ -1,0 +1,1 @@
+"""Fakes shipped with the package: loopback peers that speak the providers' wire formats."""
