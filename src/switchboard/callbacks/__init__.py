@@ -1,0 +1,1 @@
+"""Outbound customer callbacks: signing secrets, the SSRF address policy and the HTTP sender."""
