@@ -1,4 +1,4 @@
-"""Settings: an optional TOML file, every key overridable as SWITCHBOARD_<KEY> / SWITCHBOARD_<SECTION>__<KEY>."""
+"""Settings: a TOML file, each key overridable as SWITCHBOARD_<KEY> or SWITCHBOARD_<SECTION>__<KEY>."""
 
 from __future__ import annotations
 
@@ -122,7 +122,9 @@ class RouteSettings(_Section):
     channel: Literal["SMS", "WHATSAPP", "RCS", "EMAIL"]
     connectors: list[str] = Field(min_length=1)
     prefixes: list[str] = Field(default_factory=list)
-    message_types: list[Literal["OTP", "TRANSACTIONAL", "PROMOTIONAL"]] = Field(default_factory=list)
+    message_types: list[Literal["OTP", "TRANSACTIONAL", "PROMOTIONAL"]] = Field(
+        default_factory=list
+    )
 
 
 class Settings(BaseSettings):

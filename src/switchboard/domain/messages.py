@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum, StrEnum
 
 
@@ -105,3 +107,51 @@ _ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
 def can_transition(current: MessageStatus, new: MessageStatus) -> bool:
     """Whether a message may move from `current` to `new`; a final status never changes."""
     return new in _ALLOWED.get(current, frozenset())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRecord:
+    """One outbound message as stored; also the queue entry that workers claim."""
+
+    id: str
+    numeric_id: int
+    transaction_id: str
+    account_id: str
+    channel: Channel
+    message_type: MessageType
+    status: MessageStatus
+    destination: str
+    country_code: str
+    sender: str | None
+    body: str
+    created_at: datetime
+    otp_code: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    encoding: str | None = None
+    segments: int = 1
+    verification_id: int | None = None
+    step: int = 0
+    campaign_id: str | None = None
+    dlt_entity_id: str | None = None
+    dlt_template_id: str | None = None
+    client_ref: str | None = None
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+    connector: str | None = None
+    error_code: str | None = None
+    error_reason: str | None = None
+    attempts: int = 0
+    submitted_at: datetime | None = None
+    done_at: datetime | None = None
+
+    @property
+    def lane(self) -> Lane:
+        return Lane.for_type(self.message_type)
+
+
+def redact_code(text: str, code: str | None) -> str:
+    """The stored copy of a sent OTP: the code replaced, the rest kept for support."""
+    if not code:
+        return text
+    return text.replace(code, "*" * len(code))

@@ -1,0 +1,7 @@
+"""`python -m switchboard` runs the command line."""
+
+from __future__ import annotations
+
+from switchboard.cli.main import main
+
+main()

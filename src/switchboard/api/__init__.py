@@ -1,0 +1,1 @@
+"""HTTP API: the Message Central-compatible surface, native /api/v1 extensions, health and metrics."""

@@ -1,0 +1,122 @@
+"""The ASGI application factory: routers, error mapping to the envelope, access logs without secrets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from switchboard.api import envelope
+from switchboard.api.routes import auth, health, native, verification
+from switchboard.errors import ResponseCode, SwitchboardError
+from switchboard.observability import get_logger, redact_query
+
+if TYPE_CHECKING:
+    from switchboard.bootstrap import Container
+
+log = get_logger("switchboard.api")
+
+
+def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the app around a container; with `manage_lifecycle` it starts and stops it too."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await container.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await container.stop()
+
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        description=(
+            "Self-hosted OTP verification and messaging, wire-compatible with the Message "
+            "Central API. Every response carries `responseCode`, `message` and `data`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    mode = container.settings.api.error_http_status
+
+    def error_response(
+        code: ResponseCode, message: str, retry_after_s: int | None = None
+    ) -> JSONResponse:
+        headers = {"Retry-After": str(retry_after_s)} if retry_after_s else None
+        return JSONResponse(
+            envelope.failure(code, message),
+            status_code=envelope.http_status(code, mode),
+            headers=headers,
+        )
+
+    @app.exception_handler(SwitchboardError)
+    async def _known(_request: Request, exc: SwitchboardError) -> JSONResponse:
+        return error_response(exc.code, exc.message, exc.retry_after_s)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if p not in ('body', 'query'))}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return error_response(ResponseCode.BAD_REQUEST, problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reasons = {404: "no such endpoint", 405: "method not allowed on this endpoint"}
+        response = error_response(
+            ResponseCode.BAD_REQUEST, reasons.get(exc.status_code, str(exc.detail))
+        )
+        if exc.status_code in (404, 405, 413):
+            response.status_code = exc.status_code
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "-")
+        log.exception("unhandled error", request_id=request_id, error=type(exc).__name__)
+        return error_response(
+            ResponseCode.SERVER_ERROR, f"internal error; quote request id {request_id}"
+        )
+
+    @app.middleware("http")
+    async def _access_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request.state.request_id = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        response.headers["X-Request-Id"] = request_id
+        if container.settings.server.access_log:
+            log.info(
+                "request",
+                method=request.method,
+                path=request.url.path,
+                query=redact_query(request.url.query),
+                status=response.status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                request_id=request_id,
+            )
+        return response
+
+    app.include_router(auth.router)
+    app.include_router(verification.router)
+    app.include_router(native.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,36 @@
+"""Request-scoped dependencies: the container, the authenticated account, merged parameters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Header, Request
+
+from switchboard.api.params import Params, read_params
+from switchboard.domain.accounts import Account
+
+if TYPE_CHECKING:
+    from switchboard.bootstrap import Container
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+async def get_account(
+    request: Request,
+    auth_token: Annotated[str | None, Header(alias="authToken")] = None,
+) -> Account:
+    container = get_container(request)
+    return await container.tokens.authenticate(auth_token)
+
+
+async def get_params(request: Request) -> Params:
+    container = get_container(request)
+    return await read_params(request, max_body_bytes=container.settings.api.max_body_bytes)
+
+
+ContainerDep = Annotated["Container", Depends(get_container)]
+AccountDep = Annotated[Account, Depends(get_account)]
+ParamsDep = Annotated[Params, Depends(get_params)]

@@ -1,0 +1,94 @@
+"""One view of a request's parameters: query string, form fields and JSON body, merged.
+
+Real Message Central clients put parameters in the query string of a POST, in form fields, or in
+a JSON body, and vary the case of names (`langId`, `langID`). Later sources fill gaps only: the
+query string wins, then form fields, then JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from fastapi import Request, UploadFile
+from starlette.datastructures import UploadFile as StarletteUploadFile
+
+from switchboard.errors import InvalidRequestError
+
+
+@dataclass(slots=True)
+class Params:
+    values: dict[str, str] = field(default_factory=dict)  # keys lower-cased
+    files: dict[str, UploadFile] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        value = self.values.get(name.lower())
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise InvalidRequestError(f"{name} is required")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.get(name)
+        if value is None:
+            return False
+        if value.lower() in {"true", "1", "yes"}:
+            return True
+        if value.lower() in {"false", "0", "no"}:
+            return False
+        raise InvalidRequestError(f"{name} must be true or false")
+
+    def _fill(self, name: str, value: object) -> None:
+        if value is None:
+            return
+        key = name.lower()
+        if key in self.values:
+            return
+        if isinstance(value, bool):
+            self.values[key] = "true" if value else "false"
+        elif isinstance(value, (int, float, str)):
+            self.values[key] = str(value)
+        elif isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+            self.values[key] = ",".join(str(v) for v in value)
+        else:
+            raise InvalidRequestError(f"{name} has an unsupported value")
+
+
+async def read_params(request: Request, *, max_body_bytes: int) -> Params:
+    params = Params()
+    for name, value in request.query_params.multi_items():
+        params._fill(name, value)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return params
+    if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        form = await request.form(max_part_size=max_body_bytes)
+        for name, value in form.multi_items():
+            if isinstance(value, StarletteUploadFile):
+                params.files.setdefault(name.lower(), value)
+            else:
+                params._fill(name, value)
+        return params
+    body = await request.body()
+    if len(body) > max_body_bytes:
+        raise InvalidRequestError(f"the request body is larger than {max_body_bytes} bytes")
+    if not body.strip():
+        return params  # clients send `Content-Type: application/json` with an empty body
+    if content_type in {"application/json", ""} or content_type.endswith("+json"):
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            if content_type == "":
+                return params
+            raise InvalidRequestError("the JSON body is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise InvalidRequestError("the JSON body must be an object")
+        for name, value in document.items():
+            params._fill(name, value)
+    return params

@@ -1,0 +1,123 @@
+"""VerifyNow on the Message Central surface: `/verification/v3/send` and `/validateOtp`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from switchboard.api import envelope
+from switchboard.api.dependencies import AccountDep, ContainerDep, ParamsDep
+from switchboard.errors import InvalidRequestError, SwitchboardError
+from switchboard.services.verification import SendRequest
+
+router = APIRouter(tags=["VerifyNow"])
+
+_SEND_PARAMS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": d,
+        }
+        for n, d in (
+            ("countryCode", "Country calling code, e.g. 91"),
+            ("mobileNumber", "National number"),
+            ("flowType", "SMS, WHATSAPP, RCS or EMAIL (SAUTH is not enabled)"),
+            ("otpLength", "4–8 digits (default 4)"),
+            ("otpTimeout", "Validity in seconds, 20–600 (default from the account, 60)"),
+            ("email", "Address for flowType EMAIL or an EMAIL fallback"),
+            ("fallback", "Channels to try next, e.g. WHATSAPP,EMAIL"),
+            ("type", "OTP (VerifyNow, default) or SMS (MessageNow)"),
+        )
+    ]
+}
+
+
+@router.post(
+    "/verification/v3/send",
+    summary="Send an OTP (VerifyNow) or a message (MessageNow, type=SMS)",
+    description="Parameters may come in the query string, as form fields or as a JSON body.",
+    openapi_extra=_SEND_PARAMS,
+)
+async def send(container: ContainerDep, account: AccountDep, params: ParamsDep) -> dict[str, Any]:
+    kind = (params.get("type") or "OTP").upper()
+    if kind == "SMS":
+        raise InvalidRequestError("type=SMS (MessageNow) is not available yet")
+    if kind != "OTP":
+        raise InvalidRequestError(f"type '{params.get('type')}' is not one of OTP, SMS")
+    started = await container.verification.start(
+        account,
+        SendRequest(
+            country_code=params.get("countryCode"),
+            mobile_number=params.get("mobileNumber"),
+            flow_type=params.get("flowType"),
+            otp_length=params.get("otpLength"),
+            otp_timeout=params.get("otpTimeout"),
+            email=params.get("email"),
+            fallback=params.get("fallback"),
+            lang_id=params.get("langId"),
+        ),
+    )
+    record = started.verification
+    return envelope.success(
+        {
+            "verificationId": str(record.id),
+            "mobileNumber": record.mobile_number,
+            "responseCode": "200",
+            "errorMessage": None,
+            "timeout": str(record.timeout_s),
+            "smsCLI": started.sender,
+            "transactionId": record.transaction_id,
+        }
+    )
+
+
+async def _validate(container: ContainerDep, account: AccountDep, params: ParamsDep) -> Any:
+    verification_id = params.get("verificationId")
+    try:
+        record = await container.verification.check(
+            account, verification_id, params.get("code"), params.get("langId")
+        )
+    except SwitchboardError as exc:
+        data = {"verificationId": verification_id, "verificationStatus": exc.code.name}
+        body = envelope.failure(exc.code, exc.message, data)
+        status = envelope.http_status(exc.code, container.settings.api.error_http_status)
+        return JSONResponse(body, status_code=status)
+    return envelope.success(
+        {
+            "verificationId": str(record.id),
+            "mobileNumber": record.mobile_number,
+            "responseCode": "200",
+            "errorMessage": None,
+            "verificationStatus": "VERIFICATION_COMPLETED",
+            "authToken": None,
+            "transactionId": record.transaction_id,
+        }
+    )
+
+
+_VALIDATE_PARAMS: dict[str, Any] = {
+    "parameters": [
+        {"name": "verificationId", "in": "query", "required": True, "schema": {"type": "string"}},
+        {"name": "code", "in": "query", "required": True, "schema": {"type": "string"}},
+        {"name": "langId", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+}
+
+router.add_api_route(
+    "/verification/v3/validateOtp",
+    _validate,
+    methods=["GET", "POST"],
+    summary="Validate an OTP",
+    openapi_extra=_VALIDATE_PARAMS,
+)
+router.add_api_route(
+    "/verification/v3/validateOtp/",
+    _validate,
+    methods=["GET", "POST"],
+    include_in_schema=False,
+)

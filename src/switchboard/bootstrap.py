@@ -1,0 +1,289 @@
+"""The composition root: settings → database, stores, drivers, services, workers.
+
+The only module that picks concrete adapters. Building a container does no I/O; `start()`
+connects drivers and starts the background loops, `stop()` drains and closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
+from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
+from switchboard.clock import Clock, SystemClock
+from switchboard.config import ConnectorSettings, Settings
+from switchboard.domain.accounts import LockoutPolicy
+from switchboard.domain.messages import Channel, MessageType
+from switchboard.domain.routing import SANDBOX, Route
+from switchboard.errors import ConfigurationError
+from switchboard.observability import get_logger
+from switchboard.services.accounts import AccountService
+from switchboard.services.tokens import TokenService
+from switchboard.services.verification import VerificationService
+from switchboard.storage.sql import migrate
+from switchboard.storage.sql.accounts import SqlAccountStore
+from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.queue import SqlMessageQueue
+from switchboard.storage.sql.sandbox import SqlOutbox
+from switchboard.storage.sql.verifications import SqlVerificationStore
+from switchboard.worker.dispatcher import Dispatcher
+
+log = get_logger("switchboard.bootstrap")
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    token_signing_key: bytes
+    otp_pepper: bytes
+
+
+def resolve_secrets(settings: Settings) -> Secrets:
+    """Configured secrets, or, on SQLite only, ones generated once and kept beside the database."""
+    if settings.token_signing_key and settings.otp_pepper:
+        return Secrets(settings.token_signing_key.encode(), settings.otp_pepper.encode())
+    path = settings.sqlite_path
+    if path is None:
+        missing = [
+            name for name in ("token_signing_key", "otp_pepper") if not getattr(settings, name)
+        ]
+        raise ConfigurationError(
+            f"{', '.join(missing)} must be configured with PostgreSQL (every process must share "
+            "them); set SWITCHBOARD_TOKEN_SIGNING_KEY and SWITCHBOARD_OTP_PEPPER "
+            "(64+ characters each, e.g. `openssl rand -hex 32`)"
+        )
+    key_file = Path(f"{path}.keys")
+    stored: dict[str, str] = {}
+    if key_file.exists():
+        try:
+            stored = json.loads(key_file.read_text())
+        except ValueError:
+            raise ConfigurationError(f"{key_file} is not valid JSON") from None
+    changed = False
+    for name in ("token_signing_key", "otp_pepper"):
+        if not stored.get(name):
+            stored[name] = secrets.token_hex(64)
+            changed = True
+    if changed:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(stored, handle)
+    return Secrets(
+        (settings.token_signing_key or stored["token_signing_key"]).encode(),
+        (settings.otp_pepper or stored["otp_pepper"]).encode(),
+    )
+
+
+class QueueReportSink:
+    """Drivers hand receipts and inbound messages here; they are stored before being acked."""
+
+    def __init__(self, queue: SqlMessageQueue, clock: Clock) -> None:
+        self._queue = queue
+        self._clock = clock
+
+    async def on_report(self, report: DeliveryReport) -> None:
+        await self._queue.record_report(report, self._clock.now())
+
+    async def on_inbound(self, message: InboundMessage) -> None:
+        await self._queue.record_inbound(message)
+
+
+def build_driver(connector: ConnectorSettings, outbox: SqlOutbox) -> ChannelDriver:
+    """A driver from its connector block; its own options model validates the keys."""
+    options = connector.options()
+    try:
+        if connector.type == "sandbox":
+            return SandboxDriver(connector.name, SandboxOptions(**options), outbox)
+        if connector.type == "smpp":
+            from switchboard.channels.smpp.driver import SmppDriver, SmppOptions
+
+            return SmppDriver(connector.name, SmppOptions(**options))
+        if connector.type == "whatsapp":
+            from switchboard.channels.whatsapp import WhatsAppDriver, WhatsAppOptions
+
+            return WhatsAppDriver(connector.name, WhatsAppOptions(**options))
+        if connector.type == "rcs":
+            from switchboard.channels.rcs import RcsDriver, RcsOptions
+
+            return RcsDriver(connector.name, RcsOptions(**options))
+        if connector.type == "smtp":
+            from switchboard.channels.email import EmailDriver, EmailOptions
+
+            return EmailDriver(connector.name, EmailOptions(**options))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"connectors.{connector.name}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+    raise ConfigurationError(
+        f"invalid configuration: connectors.{connector.name}.type: unknown type "
+        f"'{connector.type}' (sandbox, smpp, whatsapp, rcs, smtp)"
+    )
+
+
+def build_routes(settings: Settings, known: set[str]) -> list[Route]:
+    routes = []
+    for index, route in enumerate(settings.routes):
+        for name in route.connectors:
+            if name not in known:
+                raise ConfigurationError(
+                    f"invalid configuration: routes.{index}.connectors: unknown connector '{name}'"
+                )
+        routes.append(
+            Route(
+                channel=Channel(route.channel),
+                connectors=tuple(route.connectors),
+                prefixes=tuple(p.lstrip("+") for p in route.prefixes),
+                message_types=tuple(MessageType(t) for t in route.message_types),
+            )
+        )
+    return routes
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    database: Database
+    secrets: Secrets
+    accounts: AccountService
+    tokens: TokenService
+    verification: VerificationService
+    queue: SqlMessageQueue
+    outbox: SqlOutbox
+    drivers: dict[str, ChannelDriver]
+    dispatcher: Dispatcher
+    sink: QueueReportSink
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _started: bool = False
+
+    async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
+        if self._started:
+            return
+        if self.database.is_sqlite and migrate_sqlite:
+            await asyncio.to_thread(migrate.upgrade, self.settings.database_url)
+        elif not await asyncio.to_thread(migrate.is_current, self.settings.database_url):
+            raise ConfigurationError(
+                "the database schema is not up to date: run `switchboard db upgrade` first"
+            )
+        self._started = True
+        workers = self.settings.server.run_workers if run_workers is None else run_workers
+        if workers:
+            await self.start_workers()
+
+    async def start_workers(self) -> None:
+        for driver in self.drivers.values():
+            await driver.start(self.sink)
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                await self.verification.expire_due()
+            except Exception:  # a database hiccup: try again next round
+                log.exception("housekeeping failed")
+            await asyncio.sleep(5)
+
+    async def stop(self) -> None:
+        grace = self.settings.server.shutdown_grace_s
+        await self.dispatcher.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for driver in self.drivers.values():
+            try:
+                await asyncio.wait_for(driver.close(), timeout=grace or None)
+            except Exception:  # closing the rest matters more
+                log.exception("closing connector failed", connector=driver.name)
+        await self.database.dispose()
+        self._started = False
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    clock = clock or SystemClock()
+    keys = resolve_secrets(settings)
+    if settings.sqlite_path is not None:
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.database_url)
+    account_store = SqlAccountStore(database)
+    queue = SqlMessageQueue(database)
+    outbox = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
+    drivers: dict[str, ChannelDriver] = {
+        SANDBOX: SandboxDriver(
+            SANDBOX, SandboxOptions(delivery_delay_s=settings.sandbox.delivery_delay_s), outbox
+        )
+    }
+    for connector in settings.connectors:
+        if connector.name in drivers and connector.name != SANDBOX:
+            raise ConfigurationError(
+                f"invalid configuration: connectors: duplicate name '{connector.name}'"
+            )
+        drivers[connector.name] = build_driver(connector, outbox)
+    routes = build_routes(settings, set(drivers))
+    dispatcher = Dispatcher(
+        queue,
+        drivers,
+        routes,
+        clock,
+        settings.worker,
+        test_numbers=frozenset(settings.sandbox.test_numbers),
+        fallback_step_timeout_s=settings.otp.fallback_step_timeout_s,
+    )
+    lockout = settings.lockout
+    accounts = AccountService(
+        account_store,
+        clock,
+        LockoutPolicy(
+            max_failures=lockout.max_failures,
+            window=timedelta(seconds=lockout.window_s),
+            lock=timedelta(seconds=lockout.lock_s),
+            hard_lock_failures=lockout.hard_lock_failures,
+        ),
+        max_concurrent_hashes=lockout.max_concurrent_hashes,
+    )
+    tokens = TokenService(
+        account_store,
+        clock,
+        signing_key=keys.token_signing_key,
+        ttl_s=settings.tokens.ttl_s,
+        issuer=settings.tokens.issuer,
+        audience=settings.tokens.audience,
+        leeway_s=settings.tokens.leeway_s,
+    )
+    verification = VerificationService(
+        SqlVerificationStore(database),
+        clock,
+        pepper=keys.otp_pepper,
+        otp=settings.otp,
+        test_numbers=settings.sandbox.test_numbers,
+        on_queued=dispatcher.wake,
+    )
+    return Container(
+        settings=settings,
+        clock=clock,
+        database=database,
+        secrets=keys,
+        accounts=accounts,
+        tokens=tokens,
+        verification=verification,
+        queue=queue,
+        outbox=outbox,
+        drivers=drivers,
+        dispatcher=dispatcher,
+        sink=QueueReportSink(queue, clock),
+    )

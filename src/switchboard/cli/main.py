@@ -1,0 +1,317 @@
+"""`switchboard serve | worker | db upgrade | customers … | outbox | smsc-sim`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from switchboard.config import Settings, load_settings
+from switchboard.errors import ConfigurationError, SwitchboardError
+from switchboard.observability import configure_logging
+
+app = typer.Typer(
+    help="Switchboard: self-hosted OTP verification and messaging.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+customers_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(customers_app, name="customers")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML configuration file (or $SWITCHBOARD_CONFIG)."),
+]
+T = TypeVar("T")
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        settings = load_settings(config, **overrides)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.logging.level, settings.logging.format)
+    return settings
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except SwitchboardError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
+    ] = False,
+) -> None:
+    """Run the HTTP API and, unless --no-worker, the delivery workers in one process."""
+    import uvicorn
+
+    from switchboard.api.app import create_app
+    from switchboard.bootstrap import build_container
+
+    overrides: dict[str, Any] = {}
+    settings = _settings(config)
+    server = settings.server.model_copy(
+        update={
+            k: v
+            for k, v in {"host": host, "port": port, "run_workers": not no_worker}.items()
+            if v is not None
+        }
+    )
+    settings = settings.model_copy(update={"server": server, **overrides})
+    try:
+        container = build_container(settings)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    base = f"http://{server.host}:{server.port}"
+    typer.echo(f"Switchboard listening on {base} (database: {_describe(settings)})")
+    typer.echo(f"API docs: {base}/docs   health: {base}/healthz")
+    typer.echo(
+        "Create a first customer:  switchboard customers create --email you@example.com "
+        "--password 'choose-a-password'"
+    )
+    uvicorn.run(
+        create_app(container),
+        host=server.host,
+        port=server.port,
+        access_log=False,
+        log_level=settings.logging.level.lower(),
+        timeout_graceful_shutdown=int(server.shutdown_grace_s) or None,
+    )
+
+
+def _describe(settings: Settings) -> str:
+    if settings.sqlite_path is not None:
+        return f"SQLite {settings.sqlite_path}"
+    return "PostgreSQL"
+
+
+@app.command()
+def worker(config: ConfigOption = None) -> None:
+    """Run the delivery workers alone (scale-out: several share one PostgreSQL)."""
+    from switchboard.bootstrap import build_container
+
+    settings = _settings(config)
+
+    async def main() -> None:
+        container = build_container(settings)
+        await container.start(run_workers=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"worker {container.dispatcher.owner} running; SIGTERM drains and exits")
+        await stop.wait()
+        await container.stop()
+
+    _run(main)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply migrations to the configured database."""
+    from switchboard.storage.sql import migrate
+
+    settings = _settings(config)
+    if settings.sqlite_path is not None:
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.database_url)
+    typer.echo(f"database is up to date ({_describe(settings)})")
+
+
+def _with_container(config: Path | None, job: Callable[[Any], Awaitable[T]]) -> T:
+    from switchboard.bootstrap import build_container
+
+    settings = _settings(config)
+
+    async def main() -> T:
+        container = build_container(settings)
+        await container.start(run_workers=False)
+        try:
+            return await job(container)
+        finally:
+            await container.stop()
+
+    return _run(main)
+
+
+def _account_view(account: Any) -> dict[str, Any]:
+    return {
+        "customerId": account.id,
+        "email": account.email,
+        "name": account.name,
+        "enabled": account.enabled,
+        "locked": account.locked_until is not None,
+        "lockedUntil": account.locked_until,
+        "settings": account.settings,
+        "callbackUrl": account.callback_url,
+        "createdAt": account.created_at,
+    }
+
+
+@customers_app.command("create")
+def customers_create(
+    email: Annotated[str, typer.Option(help="The customer's e-mail (login).")],
+    password: Annotated[str, typer.Option(help="The password; `key` is its base64.")],
+    customer_id: Annotated[
+        str | None, typer.Option("--customer-id", help="Choose the id (default C-…).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Display name; also the OTP brand.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Create a customer and print it as JSON."""
+
+    async def job(container: Any) -> Any:
+        return await container.accounts.create_customer(
+            email=email, password=password, customer_id=customer_id, name=name
+        )
+
+    _print_json(_account_view(_with_container(config, job)))
+
+
+@customers_app.command("list")
+def customers_list(config: ConfigOption = None) -> None:
+    """List customers (JSON lines)."""
+
+    async def job(container: Any) -> Any:
+        return await container.accounts.list()
+
+    for account in _with_container(config, job):
+        typer.echo(json.dumps(_account_view(account), default=str))
+
+
+@customers_app.command("show")
+def customers_show(customer_id: str, config: ConfigOption = None) -> None:
+    """Show one customer as JSON."""
+
+    async def job(container: Any) -> Any:
+        return await container.accounts.get(customer_id)
+
+    _print_json(_account_view(_with_container(config, job)))
+
+
+def _parse_setting(raw: str) -> tuple[str, Any]:
+    name, sep, value = raw.partition("=")
+    if not sep or not name:
+        raise typer.BadParameter(f"'{raw}' is not KEY=VALUE")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return name.strip(), parsed
+
+
+@customers_app.command("update")
+def customers_update(
+    customer_id: str,
+    password: Annotated[str | None, typer.Option(help="New password; revokes its tokens.")] = None,
+    enable: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Allow or refuse API access.")
+    ] = None,
+    unlock: Annotated[bool, typer.Option(help="Clear a brute-force lock.")] = False,
+    revoke_tokens: Annotated[bool, typer.Option(help="Revoke every token issued so far.")] = False,
+    callback_url: Annotated[
+        str | None, typer.Option(help="Delivery report callback URL ('' to remove).")
+    ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Account setting KEY=VALUE (JSON values), e.g. brand=Acme, otp_length=6, "
+            "otp_timeout_s=120, allowed_countries='[\"91\"]', fallback='[\"WHATSAPP\"]', "
+            "daily_quota=500, app_hash=FA+9qCX9VSu.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change a customer's password, access, lock, callback or settings."""
+    settings = dict(_parse_setting(s) for s in setting or [])
+
+    async def job(container: Any) -> Any:
+        account = await container.accounts.update(
+            customer_id,
+            password=password,
+            enabled=enable,
+            unlock=unlock,
+            settings=settings or None,
+            callback_url=callback_url,
+        )
+        if revoke_tokens:
+            account = await container.accounts.revoke_tokens(customer_id)
+        return account
+
+    _print_json(_account_view(_with_container(config, job)))
+
+
+@app.command()
+def outbox(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new messages.")
+    ] = False,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's messages.")] = None,
+    limit: Annotated[int, typer.Option(help="How many recent messages to show.")] = 20,
+    config: ConfigOption = None,
+) -> None:
+    """Show what the sandbox carrier "sent" (codes included: it is a sandbox)."""
+    from switchboard.storage.sql.engines import Database
+    from switchboard.storage.sql.sandbox import SqlOutbox
+
+    settings = _settings(config)
+
+    async def main() -> None:
+        database = Database(settings.database_url, pool_size=1)
+        store = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
+        last = 0
+        try:
+            for entry in await store.entries(customer, limit=limit):
+                last = max(last, int(entry["id"]))
+                _print_entry(entry)
+            while follow:
+                await asyncio.sleep(0.5)
+                for entry in await store.entries(customer, after_id=last, limit=100):
+                    last = max(last, int(entry["id"]))
+                    _print_entry(entry)
+        finally:
+            await database.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def _print_entry(entry: dict[str, Any]) -> None:
+    sent = entry["sent_at"].strftime("%H:%M:%S")
+    text = str(entry["text"]).replace("\n", " ")
+    typer.echo(
+        f"{sent} {entry['channel']:<8} {entry['destination']:<16} {entry['sender'] or '-'}: {text}"
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,72 @@
+"""The store contract the services depend on; storage/sql implements it for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from switchboard.domain.accounts import Account, FailureState
+from switchboard.domain.limits import SendLimits
+from switchboard.domain.messages import MessageRecord
+from switchboard.domain.verification import CheckResult, VerificationRecord
+
+
+class AccountStore(Protocol):
+    async def create_account(self, account: Account) -> None:
+        """Insert a new account. Raises DuplicateResourceError when the id or e-mail is taken."""
+        ...
+
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def update_account(
+        self, account_id: str, now: datetime, **changes: Any
+    ) -> Account | None:
+        """Apply column changes (password_hash, enabled, token_version, settings, callback_url …)."""
+        ...
+
+    async def record_login_failure(self, account_id: str, state: FailureState) -> None: ...
+
+    async def reset_login_failures(self, account_id: str) -> None: ...
+
+
+class VerificationStore(Protocol):
+    async def start_verification(
+        self,
+        verification: VerificationRecord,
+        code_length: int,
+        outbound: Sequence[MessageRecord],
+        limits: SendLimits | None,
+        now: datetime,
+    ) -> None:
+        """Atomically: check `limits` (raising 506/800), end the number's pending verification,
+        store this one and queue its messages."""
+        ...
+
+    async def get_verification(
+        self, account_id: str, verification_id: int
+    ) -> VerificationRecord | None:
+        """None for unknown ids and for other accounts' ids alike."""
+        ...
+
+    async def check_code(
+        self,
+        account_id: str,
+        verification_id: int,
+        matches: Callable[[VerificationRecord], bool],
+        now: datetime,
+    ) -> tuple[CheckResult, VerificationRecord | None]:
+        """Count one attempt and compare atomically; at most one check ever returns VERIFIED."""
+        ...
+
+    async def cancel_verification(
+        self, account_id: str, verification_id: int, now: datetime
+    ) -> VerificationRecord | None: ...
+
+    async def timeline(
+        self, account_id: str, verification_id: int
+    ) -> tuple[list[MessageRecord], list[dict[str, Any]]]: ...
+
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[VerificationRecord]: ...

@@ -1,0 +1,1 @@
+"""SQLAlchemy Core implementation of the store, one schema for SQLite and PostgreSQL."""

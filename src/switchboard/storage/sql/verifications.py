@@ -1,0 +1,356 @@
+"""SQL persistence of verifications: atomic start with limits, and single-use code checks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from switchboard.domain.limits import SendHistory, SendLimits, check_send_limits
+from switchboard.domain.messages import MessageRecord, MessageStatus
+from switchboard.domain.verification import CheckResult, VerificationRecord, VerificationStatus
+from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.rows import message_record, message_values, verification_record
+from switchboard.storage.sql.tables import (
+    message_events,
+    messages,
+    verification_checks,
+    verifications,
+)
+
+_UNSENT = (MessageStatus.HELD.value, MessageStatus.QUEUED.value)
+
+
+async def cancel_unsent_messages(
+    connection: AsyncConnection, verification_id: int, now: datetime, reason: str
+) -> None:
+    """An ended verification's messages that no carrier has yet are never sent."""
+    cancelled = (
+        await connection.execute(
+            messages.update()
+            .where(messages.c.verification_id == verification_id, messages.c.status.in_(_UNSENT))
+            .values(
+                status=MessageStatus.CANCELLED.value, otp_code=None, done_at=now, updated_at=now
+            )
+            .returning(messages.c.id, messages.c.account_id)
+        )
+    ).all()
+    if cancelled:
+        await connection.execute(
+            message_events.insert(),
+            [
+                {"message_id": row.id, "account_id": row.account_id,
+                 "status": MessageStatus.CANCELLED.value, "detail": reason, "at": now}
+                for row in cancelled
+            ],
+        )  # fmt: skip
+
+
+class SqlVerificationStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def _lock_destination(
+        self, connection: AsyncConnection, account_id: str, destination: str
+    ) -> None:
+        # Serialise concurrent sends to one number so the limits hold (SQLite's single writer
+        # already does this).
+        if self._db.is_sqlite:
+            return
+        digest = hashlib.sha256(f"{account_id}|{destination}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+    async def _history(
+        self, connection: AsyncConnection, account_id: str, destination: str, now: datetime
+    ) -> SendHistory:
+        v = verifications.c
+        same_number = sa.and_(v.account_id == account_id, v.destination == destination)
+        last_pending = await connection.scalar(
+            sa.select(sa.func.max(v.created_at)).where(
+                same_number, v.status == VerificationStatus.PENDING.value, v.expires_at > now
+            )
+        )
+        in_10_min = await connection.scalar(
+            sa.select(sa.func.count()).where(
+                same_number, v.created_at > now - timedelta(minutes=10)
+            )
+        )
+        in_day = await connection.scalar(
+            sa.select(sa.func.count()).where(same_number, v.created_at > now - timedelta(days=1))
+        )
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = await connection.scalar(
+            sa.select(sa.func.count()).where(v.account_id == account_id, v.created_at >= midnight)
+        )
+        return SendHistory(
+            last_pending_created_at=last_pending,
+            sends_last_10_min=int(in_10_min or 0),
+            sends_last_day=int(in_day or 0),
+            account_sends_today=int(today or 0),
+        )
+
+    async def start_verification(
+        self,
+        verification: VerificationRecord,
+        code_length: int,
+        outbound: Sequence[MessageRecord],
+        limits: SendLimits | None,
+        now: datetime,
+    ) -> None:
+        """Check the limits, end the number's pending verification, store the new one and its
+        messages: one transaction, so nothing is queued unless everything is."""
+        async with self._db.write() as connection:
+            await self._lock_destination(
+                connection, verification.account_id, verification.destination
+            )
+            if limits is not None:
+                history = await self._history(
+                    connection, verification.account_id, verification.destination, now
+                )
+                check_send_limits(history, limits, now)
+            previous = (
+                (
+                    await connection.execute(
+                        verifications.update()
+                        .where(
+                            verifications.c.account_id == verification.account_id,
+                            verifications.c.destination == verification.destination,
+                            verifications.c.status == VerificationStatus.PENDING.value,
+                        )
+                        .values(status=VerificationStatus.CANCELLED.value, ended_at=now)
+                        .returning(verifications.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for previous_id in previous:
+                await cancel_unsent_messages(connection, previous_id, now, "replaced by a resend")
+            await connection.execute(
+                verifications.insert().values(
+                    id=verification.id,
+                    account_id=verification.account_id,
+                    transaction_id=verification.transaction_id,
+                    channel=verification.channel.value,
+                    country_code=verification.country_code,
+                    mobile_number=verification.mobile_number,
+                    destination=verification.destination,
+                    code_hash=verification.code_hash,
+                    code_length=code_length,
+                    status=verification.status.value,
+                    attempts=0,
+                    max_attempts=verification.max_attempts,
+                    timeout_s=verification.timeout_s,
+                    fallback=[c.value for c in verification.fallback],
+                    is_test=verification.is_test,
+                    created_at=verification.created_at,
+                    expires_at=verification.expires_at,
+                )
+            )
+            await connection.execute(messages.insert(), [message_values(m) for m in outbound])
+            await connection.execute(
+                message_events.insert(),
+                [
+                    {"message_id": m.id, "account_id": m.account_id, "status": m.status.value,
+                     "detail": f"accepted ({m.channel.value}, step {m.step})", "at": now}
+                    for m in outbound
+                ],
+            )  # fmt: skip
+
+    async def get_verification(
+        self, account_id: str, verification_id: int
+    ) -> VerificationRecord | None:
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(verifications).where(
+                        verifications.c.id == verification_id,
+                        verifications.c.account_id == account_id,
+                    )
+                )
+            ).first()
+        return verification_record(row) if row else None
+
+    async def check_code(
+        self,
+        account_id: str,
+        verification_id: int,
+        matches: Callable[[VerificationRecord], bool],
+        now: datetime,
+    ) -> tuple[CheckResult, VerificationRecord | None]:
+        """One attempt, counted before the compare; the first right code wins (single use)."""
+        v = verifications.c
+        async with self._db.write() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(verifications).where(
+                        v.id == verification_id, v.account_id == account_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return CheckResult.NOT_FOUND, None
+            record = verification_record(row)
+            result = _final_result(record, now)
+            if result is None:
+                is_match = matches(record)
+                live = sa.and_(
+                    v.id == verification_id,
+                    v.status == VerificationStatus.PENDING.value,
+                    v.expires_at > now,
+                    v.attempts < v.max_attempts,
+                )
+                if is_match:
+                    updated = await connection.execute(
+                        verifications.update()
+                        .where(live)
+                        .values(
+                            attempts=v.attempts + 1,
+                            status=VerificationStatus.VERIFIED.value,
+                            ended_at=now,
+                        )
+                    )
+                    result = CheckResult.VERIFIED if updated.rowcount == 1 else None
+                else:
+                    exhausted = v.attempts + 1 >= v.max_attempts
+                    updated = await connection.execute(
+                        verifications.update()
+                        .where(live)
+                        .values(
+                            attempts=v.attempts + 1,
+                            status=sa.case(
+                                (exhausted, VerificationStatus.FAILED.value), else_=v.status
+                            ),
+                            ended_at=sa.case((exhausted, now), else_=v.ended_at),
+                        )
+                    )
+                    result = CheckResult.WRONG_CODE if updated.rowcount == 1 else None
+                if result is None:  # lost a race: read what won
+                    fresh = (
+                        await connection.execute(
+                            sa.select(verifications).where(v.id == verification_id)
+                        )
+                    ).one()
+                    record = verification_record(fresh)
+                    result = _final_result(record, now) or CheckResult.FAILED
+                else:
+                    fresh = (
+                        await connection.execute(
+                            sa.select(verifications).where(v.id == verification_id)
+                        )
+                    ).one()
+                    record = verification_record(fresh)
+                if record.status is not VerificationStatus.PENDING:
+                    await cancel_unsent_messages(
+                        connection,
+                        verification_id,
+                        now,
+                        f"verification {record.status.value.lower()}",
+                    )
+            elif result is CheckResult.EXPIRED and record.status is VerificationStatus.PENDING:
+                await connection.execute(
+                    verifications.update()
+                    .where(v.id == verification_id, v.status == VerificationStatus.PENDING.value)
+                    .values(status=VerificationStatus.EXPIRED.value, ended_at=record.expires_at)
+                )
+            await connection.execute(
+                verification_checks.insert().values(
+                    verification_id=verification_id, account_id=account_id,
+                    result=result.value, checked_at=now,
+                )
+            )  # fmt: skip
+        return result, record
+
+    async def cancel_verification(
+        self, account_id: str, verification_id: int, now: datetime
+    ) -> VerificationRecord | None:
+        v = verifications.c
+        async with self._db.write() as connection:
+            row = (
+                await connection.execute(
+                    verifications.update()
+                    .where(
+                        v.id == verification_id,
+                        v.account_id == account_id,
+                        v.status == VerificationStatus.PENDING.value,
+                    )
+                    .values(status=VerificationStatus.CANCELLED.value, ended_at=now)
+                    .returning(*verifications.c)
+                )
+            ).first()
+            if row is not None:
+                await cancel_unsent_messages(connection, verification_id, now, "cancelled")
+        return verification_record(row) if row else None
+
+    async def timeline(
+        self, account_id: str, verification_id: int
+    ) -> tuple[list[MessageRecord], list[dict[str, Any]]]:
+        """The verification's messages (each send) and its checks, oldest first."""
+        async with self._db.read() as connection:
+            sent = (
+                await connection.execute(
+                    sa.select(messages)
+                    .where(
+                        messages.c.verification_id == verification_id,
+                        messages.c.account_id == account_id,
+                    )
+                    .order_by(messages.c.step)
+                )
+            ).all()
+            checks = (
+                await connection.execute(
+                    sa.select(verification_checks.c.checked_at, verification_checks.c.result)
+                    .where(
+                        verification_checks.c.verification_id == verification_id,
+                        verification_checks.c.account_id == account_id,
+                    )
+                    .order_by(verification_checks.c.id)
+                )
+            ).all()
+        return [message_record(r) for r in sent], [dict(r._mapping) for r in checks]
+
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[VerificationRecord]:
+        """Mark pending verifications past their expiry EXPIRED; returns those it marked."""
+        v = verifications.c
+        async with self._db.write() as connection:
+            due = (
+                (
+                    await connection.execute(
+                        sa.select(v.id)
+                        .where(v.status == VerificationStatus.PENDING.value, v.expires_at <= now)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not due:
+                return []
+            rows = (
+                await connection.execute(
+                    verifications.update()
+                    .where(v.id.in_(due), v.status == VerificationStatus.PENDING.value)
+                    .values(status=VerificationStatus.EXPIRED.value, ended_at=now)
+                    .returning(*verifications.c)
+                )
+            ).all()
+            for row in rows:
+                await cancel_unsent_messages(connection, row.id, now, "verification expired")
+        return [verification_record(r) for r in rows]
+
+
+def _final_result(record: VerificationRecord, now: datetime) -> CheckResult | None:
+    """The answer for a verification that can no longer be checked; None while it can."""
+    status = record.effective_status(now)
+    if status is VerificationStatus.VERIFIED:
+        return CheckResult.ALREADY_VERIFIED
+    if status in (VerificationStatus.EXPIRED, VerificationStatus.CANCELLED):
+        return CheckResult.EXPIRED
+    if status is VerificationStatus.FAILED or record.attempts >= record.max_attempts:
+        return CheckResult.FAILED
+    return None

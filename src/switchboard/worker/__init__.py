@@ -1,0 +1,1 @@
+"""Background work: the dispatcher that drains the message queue, and periodic housekeeping."""
