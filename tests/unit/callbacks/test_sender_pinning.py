@@ -1,0 +1,273 @@
+"""The sender on a recording network backend: what it connects to and the bytes it writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import httpcore
+import pytest
+from standardwebhooks import Webhook
+
+from switchboard.callbacks.secrets import generate_secret
+from switchboard.callbacks.sender import (
+    MAX_RESPONSE_BYTES,
+    AttemptError,
+    PinnedNetworkBackend,
+    WebhookSender,
+)
+from switchboard.callbacks.ssrf import AddressPolicy, StaticResolver
+from switchboard.clock import FrozenClock
+from switchboard.domain.callbacks import Action, classify_response
+
+BODY = b'{"apiKey":null,"messageId":"m-1","status":"DELIVRD"}'
+OK = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+OK_AND_CLOSE = [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]
+
+
+class RecordingStream(httpcore.AsyncMockStream):
+    def __init__(self, buffer: list[bytes]) -> None:
+        super().__init__(buffer)
+        self.written = bytearray()
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.written += buffer
+
+
+class RecordingBackend(httpcore.AsyncNetworkBackend):
+    """Answers every connect with a scripted response; never opens a socket."""
+
+    def __init__(self, response: Sequence[bytes], refuse: Iterable[str] = ()) -> None:
+        self.response = list(response)
+        self.refuse = set(refuse)
+        self.connects: list[tuple[str, int]] = []
+        self.streams: list[RecordingStream] = []
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.connects.append((host, port))
+        if host in self.refuse:
+            raise httpcore.ConnectError("refused")
+        stream = RecordingStream(list(self.response))
+        self.streams.append(stream)
+        return stream
+
+
+class RebindingResolver:
+    """Answers a public address first and loopback on every later question."""
+
+    def __init__(self) -> None:
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.lookups.append(host)
+        return ["1.1.1.1"] if len(self.lookups) == 1 else ["127.0.0.1"]
+
+
+def _sender(
+    backend: RecordingBackend, table: dict[str, list[str]], clock: FrozenClock | None = None
+) -> WebhookSender:
+    policy = AddressPolicy(resolver=StaticResolver(table))
+    return WebhookSender(policy, network_backend=backend, clock=clock or FrozenClock())
+
+
+def _split(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    request_line, *lines = head.decode("ascii").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return request_line, headers, body
+
+
+async def test_dns_rebinding_gets_no_second_question_and_no_loopback_connect() -> None:
+    resolver = RebindingResolver()
+    backend = RecordingBackend(OK)
+    secret = generate_secret()
+    policy = AddressPolicy(resolver=resolver)
+
+    async with WebhookSender(policy, network_backend=backend) as sender:
+        first = await sender.send(
+            "http://rebind.example/hook", BODY, webhook_id="msg_1", signing_secrets=[secret]
+        )
+        second = await sender.send(
+            "http://rebind.example/hook", BODY, webhook_id="msg_1", signing_secrets=[secret]
+        )
+
+    assert first.status_code == 200
+    assert second.error is AttemptError.REFUSED
+    assert resolver.lookups == ["rebind.example", "rebind.example"]
+    assert backend.connects == [("1.1.1.1", 80)]
+
+
+async def test_request_keeps_the_host_name_and_is_signed_over_the_exact_body() -> None:
+    backend = RecordingBackend(OK)
+    secret = generate_secret()
+    clock = FrozenClock(datetime.now(UTC))
+
+    async with _sender(backend, {"hooks.example.com": ["8.8.8.8"]}, clock) as sender:
+        attempt = await sender.send(
+            "http://hooks.example.com:8080/dlr?tenant=7",
+            BODY,
+            webhook_id="msg_2",
+            signing_secrets=[secret],
+        )
+
+    request_line, headers, body = _split(bytes(backend.streams[0].written))
+    assert attempt.status_code == 200
+    assert attempt.error is None
+    assert backend.connects == [("8.8.8.8", 8080)]
+    assert request_line == "POST /dlr?tenant=7 HTTP/1.1"
+    assert headers["host"] == "hooks.example.com:8080"
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"] == "Switchboard"
+    assert headers["webhook-id"] == "msg_2"
+    assert headers["webhook-timestamp"] == str(attempt.webhook_timestamp)
+    assert attempt.webhook_timestamp == int(clock.now().timestamp())
+    assert headers["content-length"] == str(len(BODY))
+    assert body == BODY
+    assert Webhook(secret).verify(body, headers)["messageId"] == "m-1"
+
+
+async def test_each_attempt_has_its_own_timestamp_and_the_same_id() -> None:
+    backend = RecordingBackend(OK_AND_CLOSE)
+    clock = FrozenClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    secret = generate_secret()
+
+    async with _sender(backend, {"hooks.example.com": ["8.8.8.8"]}, clock) as sender:
+        first = await sender.send(
+            "http://hooks.example.com/", BODY, webhook_id="msg_3", signing_secrets=[secret]
+        )
+        clock.advance(300)
+        second = await sender.send(
+            "http://hooks.example.com/", BODY, webhook_id="msg_3", signing_secrets=[secret]
+        )
+
+    heads = [_split(bytes(stream.written))[1] for stream in backend.streams]
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.webhook_timestamp - first.webhook_timestamp == 300
+    assert [head["webhook-id"] for head in heads] == ["msg_3", "msg_3"]
+    assert heads[0]["webhook-signature"] != heads[1]["webhook-signature"]
+
+
+async def test_ipv6_destination_connects_to_the_checked_address() -> None:
+    backend = RecordingBackend(OK)
+
+    async with _sender(backend, {"v6.example": ["2606:4700:4700::1111"]}) as sender:
+        attempt = await sender.send(
+            "https://v6.example/hook", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.status_code == 200
+    assert backend.connects == [("2606:4700:4700::1111", 443)]
+    assert _split(bytes(backend.streams[0].written))[1]["host"] == "v6.example"
+
+
+async def test_next_checked_address_is_tried_when_the_first_refuses() -> None:
+    backend = RecordingBackend(OK, refuse={"8.8.8.8"})
+
+    async with _sender(backend, {"two.example": ["8.8.8.8", "8.8.4.4"]}) as sender:
+        attempt = await sender.send(
+            "http://two.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.status_code == 200
+    assert backend.connects == [("8.8.8.8", 80), ("8.8.4.4", 80)]
+
+
+async def test_connect_failure_on_every_address_is_a_connect_attempt() -> None:
+    backend = RecordingBackend(OK, refuse={"8.8.8.8"})
+
+    async with _sender(backend, {"one.example": ["8.8.8.8"]}) as sender:
+        attempt = await sender.send(
+            "http://one.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.error is AttemptError.CONNECT
+    assert attempt.status_code is None
+    assert classify_response(attempt.status_code).action is Action.RETRY
+
+
+async def test_error_body_is_reported_briefly_and_retry_after_is_passed_on() -> None:
+    response = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 120\r\nContent-Length: 20\r\n\r\n"
+    backend = RecordingBackend([response, b"slow   down\n please!"])
+
+    async with _sender(backend, {"busy.example": ["8.8.8.8"]}) as sender:
+        attempt = await sender.send(
+            "http://busy.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.status_code == 429
+    assert attempt.retry_after == "120"
+    assert attempt.detail == "slow down please!"
+    outcome = classify_response(attempt.status_code, attempt.retry_after)
+    assert outcome.retry_after is not None
+    assert outcome.retry_after.total_seconds() == 120
+
+
+async def test_response_body_is_read_up_to_64_kib_only() -> None:
+    size = 4 * MAX_RESPONSE_BYTES
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    backend = RecordingBackend([head, *([b"x" * 8192] * (size // 8192))])
+
+    async with _sender(backend, {"big.example": ["8.8.8.8"]}) as sender:
+        attempt = await sender.send(
+            "http://big.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.status_code == 200
+    assert attempt.response_bytes == MAX_RESPONSE_BYTES
+
+
+async def test_garbage_answer_is_a_protocol_attempt() -> None:
+    backend = RecordingBackend([b"SMTP ready\r\n\r\n"])
+
+    async with _sender(backend, {"odd.example": ["8.8.8.8"]}) as sender:
+        attempt = await sender.send(
+            "http://odd.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.error is AttemptError.PROTOCOL
+
+
+async def test_unresolvable_host_is_a_resolve_attempt() -> None:
+    backend = RecordingBackend(OK)
+
+    async with _sender(backend, {}) as sender:
+        attempt = await sender.send(
+            "http://gone.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+
+    assert attempt.error is AttemptError.RESOLVE
+    assert backend.connects == []
+
+
+async def test_malformed_secret_raises_before_anything_is_resolved_or_sent() -> None:
+    backend = RecordingBackend(OK)
+    resolver = StaticResolver({"hooks.example.com": ["8.8.8.8"]})
+    policy = AddressPolicy(resolver=resolver)
+
+    async with WebhookSender(policy, network_backend=backend) as sender:
+        with pytest.raises(ValueError, match="webhook secret"):
+            await sender.send(
+                "http://hooks.example.com/", BODY, webhook_id="m", signing_secrets=["nope"]
+            )
+
+    assert resolver.lookups == []
+    assert backend.connects == []
+
+
+async def test_pinned_backend_connects_nothing_it_was_not_given() -> None:
+    backend = PinnedNetworkBackend(RecordingBackend(OK))
+
+    with pytest.raises(httpcore.ConnectError, match="no checked address"):
+        await backend.connect_tcp("hooks.example.com", 80)
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_unix_socket("/run/docker.sock")
