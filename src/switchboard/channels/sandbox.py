@@ -87,8 +87,6 @@ class SandboxDriver:
                 "sandbox scripted: refused",
                 provider_code="sandbox-refused",
             )
-        if message.expires_at is not None and datetime.now(UTC) >= message.expires_at:
-            raise SendError(SendErrorKind.PERMANENT, "validity already over")
         provider_id = "sbx-" + secrets.token_hex(12)
         submitted = datetime.now(UTC)
         await self._outbox.record(

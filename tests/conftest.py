@@ -1,0 +1,123 @@
+"""Fixtures shared by every suite: databases (SQLite and PostgreSQL), containers, API clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from switchboard.api.app import create_app
+from switchboard.bootstrap import Container, build_container
+from switchboard.clock import FrozenClock
+from switchboard.config import Settings, load_settings
+from switchboard.storage.sql import migrate
+from switchboard.storage.sql.tables import metadata
+
+PG_ADMIN_URL = os.environ.get(
+    "SWITCHBOARD_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_KEY = "k" * 64
+TEST_PEPPER = "p" * 64
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated once, dropped at the end."""
+    name = f"switchboard_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("SWITCHBOARD_TEST_SKIP_PG"):
+            pytest.skip(f"PostgreSQL unavailable: {exc}")
+        raise
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    migrate.upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        connection.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using it runs twice: on a new SQLite file and on a clean PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'switchboard.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'switchboard.db'}"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime.now(UTC))
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> SettingsFactory:
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "token_signing_key": TEST_KEY,
+            "otp_pepper": TEST_PEPPER,
+            "worker": {"poll_interval_s": 0.05, "lease_s": 5},
+            "server": {"shutdown_grace_s": 2, "access_log": True},
+        }
+        values.update(overrides)
+        return load_settings(None, **values)
+
+    return factory
+
+
+@pytest.fixture
+async def container(make_settings: SettingsFactory, clock: FrozenClock) -> AsyncIterator[Container]:
+    built = build_container(make_settings(), clock=clock)
+    await built.start(run_workers=True)
+    yield built
+    await built.stop()
+
+
+async def open_client(built: Container) -> httpx.AsyncClient:
+    app = create_app(built, manage_lifecycle=False)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://switchboard.test",
+    )
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    async with await open_client(container) as http:
+        yield http
