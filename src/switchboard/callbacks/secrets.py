@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
 
+from switchboard.domain.callbacks import check_webhook_id
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the public prefix, not a secret
 SECRET_BYTES = 32
 # Standard Webhooks allows 24-64 random bytes; anything outside is not one of ours.
@@ -51,8 +53,7 @@ def signature_header(
     """
     if not signing_secrets:
         raise ValueError("at least one secret is needed to sign")
-    if not webhook_id or "." in webhook_id:
-        raise ValueError("a webhook id must be non-empty and contain no '.'")
+    check_webhook_id(webhook_id)
     # sign() does timestamp.replace(tzinfo=utc): hand it a UTC datetime, never local time.
     moment = datetime.fromtimestamp(timestamp_s, UTC)
     text = body.decode("utf-8")

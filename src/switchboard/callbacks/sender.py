@@ -107,6 +107,21 @@ class PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def summary(self) -> str:
+        if 200 <= self.status < 300:
+            return ""
+        if 300 <= self.status < 400:
+            location = _header(self.headers, b"location") or "nowhere"
+            return _shorten(f"redirect to {location} not followed")
+        return _shorten(self.body.decode("utf-8", "replace"))
+
+
 class _Gate:
     def __init__(self, limit: int) -> None:
         self.semaphore = asyncio.Semaphore(limit)
@@ -201,13 +216,17 @@ class WebhookSender:
             try:
                 async with asyncio.timeout(self._total_timeout_s):
                     destination = await self._policy.check(url)
-                    status, retry_after, received = await self._post(destination, headers, body)
+                    answer = await self._post(destination, headers, body)
             except DestinationRefusedError as exc:
                 return failed(AttemptError.REFUSED, exc.reason)
             except HostResolutionError as exc:
                 return failed(AttemptError.RESOLVE, exc.reason)
+            except httpcore.ConnectTimeout:
+                return failed(
+                    AttemptError.TIMEOUT, f"connect took over {self._connect_timeout_s} s"
+                )
             except (TimeoutError, httpcore.TimeoutException):
-                return failed(AttemptError.TIMEOUT, "no complete answer in time")
+                return failed(AttemptError.TIMEOUT, f"no answer within {self._total_timeout_s} s")
             except httpcore.ConnectError as exc:
                 return failed(AttemptError.CONNECT, str(exc) or type(exc).__name__)
             except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
@@ -216,15 +235,15 @@ class WebhookSender:
                 started_at=started_at,
                 webhook_timestamp=timestamp,
                 latency_ms=_elapsed_ms(began),
-                status_code=status,
-                retry_after=retry_after,
-                detail="" if 200 <= status < 300 else _shorten(received.decode("utf-8", "replace")),
-                response_bytes=len(received),
+                status_code=answer.status,
+                retry_after=_header(answer.headers, b"retry-after"),
+                detail=answer.summary(),
+                response_bytes=len(answer.body),
             )
 
     async def _post(
         self, destination: Destination, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[int, str | None, bytes]:
+    ) -> _Answer:
         url = httpcore.URL(
             scheme=destination.scheme.encode("ascii"),
             host=destination.host.encode("ascii"),
@@ -246,9 +265,8 @@ class WebhookSender:
                 content=body,
                 extensions={"timeout": timeouts},
             ) as response:
-                retry_after = _header(response.headers, b"retry-after")
                 received = await _read_capped(response, MAX_RESPONSE_BYTES)
-                return response.status, retry_after, received
+                return _Answer(response.status, response.headers, received)
         finally:
             _pinned.reset(token)
 
@@ -283,7 +301,7 @@ async def _read_capped(response: httpcore.Response, limit: int) -> bytes:
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:
         if key.lower() == name:
-            return value.decode("latin-1")
+            return _shorten(value.decode("latin-1"))
     return None
 
 

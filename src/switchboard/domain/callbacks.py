@@ -35,6 +35,8 @@ MAX_RETRY_AFTER = timedelta(hours=24)
 _COUNTRY_CODE = re.compile(r"\+?([1-9][0-9]{0,2})")
 _DIGITS = re.compile(r"[0-9]{1,17}")
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
+# Signed as "id.timestamp.body", so no '.'; kept to characters that are safe in a header.
+_WEBHOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def delivery_payload(
@@ -83,6 +85,13 @@ def format_callback_date(moment: datetime) -> str:
     return _as_utc(moment).strftime(CALLBACK_DATE_FORMAT)
 
 
+def check_webhook_id(webhook_id: str) -> str:
+    """The id, if it is 1-128 of [A-Za-z0-9_-]; ValueError otherwise."""
+    if _WEBHOOK_ID.fullmatch(webhook_id) is None:
+        raise ValueError("a webhook id is 1-128 characters of A-Z, a-z, 0-9, '_' and '-'")
+    return webhook_id
+
+
 def encode_payload(payload: Mapping[str, object]) -> bytes:
     """Minified JSON, ASCII only: the exact bytes that are signed and sent."""
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("ascii")
@@ -99,7 +108,7 @@ class VerificationEventType(StrEnum):
 class VerificationEvent:
     """Something that happened to a verification; by construction it cannot carry the code.
 
-    `event_id` becomes the `webhook-id`, so it must be stable across retries and contain no '.'.
+    `event_id` becomes the `webhook-id`: stable across retries, see `check_webhook_id`.
     `sequence` increases per verification, because deliveries may arrive out of order.
     `next_channel` is set for FALLBACK only: the channel the next code goes out on.
     """
@@ -116,8 +125,7 @@ class VerificationEvent:
     next_channel: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.event_id or "." in self.event_id:
-            raise ValueError("an event id must be non-empty and contain no '.'")
+        check_webhook_id(self.event_id)
         if self.sequence < 0:
             raise ValueError("sequence must not be negative")
         _as_utc(self.occurred_at)

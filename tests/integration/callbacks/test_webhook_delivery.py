@@ -281,6 +281,7 @@ async def test_redirect_is_a_failure_and_is_never_followed(
         )
 
     assert attempt.status_code == status
+    assert attempt.detail == f"redirect to {target.url()} not followed"
     assert classify_response(attempt.status_code).action is Action.RETRY
     assert len(redirector.requests) == 1
     assert target.connections == 0
