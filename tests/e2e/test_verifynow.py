@@ -9,12 +9,12 @@ import re
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.e2e.conftest import eventually
 
 from switchboard.bootstrap import Container
 from switchboard.clock import FrozenClock
 from switchboard.storage.sql.tables import messages, verifications
 from switchboard.testing.client import MessageCentralClient
-from tests.e2e.conftest import eventually
 
 NUMBER = "9876543210"
 E164 = "+919876543210"

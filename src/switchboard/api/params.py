@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from fastapi import Request, UploadFile
-from starlette.datastructures import UploadFile as StarletteUploadFile
+from fastapi import Request
+from starlette.datastructures import UploadFile
 
 from switchboard.errors import InvalidRequestError
 
@@ -69,11 +69,11 @@ async def read_params(request: Request, *, max_body_bytes: int) -> Params:
         return params
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         form = await request.form(max_part_size=max_body_bytes)
-        for name, value in form.multi_items():
-            if isinstance(value, StarletteUploadFile):
-                params.files.setdefault(name.lower(), value)
+        for name, item in form.multi_items():
+            if isinstance(item, UploadFile):
+                params.files.setdefault(name.lower(), item)
             else:
-                params._fill(name, value)
+                params._fill(name, item)
         return params
     body = await request.body()
     if len(body) > max_body_bytes:
