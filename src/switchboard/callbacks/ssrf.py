@@ -42,7 +42,7 @@ _ALWAYS_DENIED: tuple[IPNetwork, ...] = tuple(
 # inet_aton() accepts 0177.0.0.1, 2130706433, 0x7f.1 and 127.1, and so does getaddrinfo().
 _LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_HOST_NAME = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}\.?")
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
 
 
 class DestinationError(Exception):
@@ -156,7 +156,8 @@ class AddressPolicy:
             raise DestinationRefusedError("not a valid port")
         if self._allowed_ports is not None and port not in self._allowed_ports:
             raise DestinationRefusedError(f"port {port} is not allowed")
-        host = parsed.raw_host.decode("ascii").lower()
+        # A fully qualified "name." is the same host; SNI and certificates want it without the dot.
+        host = parsed.raw_host.decode("ascii").lower().removesuffix(".")
         addresses = await self._addresses(host, port)
         if not all(self.permits(address) for address in addresses):
             raise DestinationRefusedError(f"{host} is not a public address or resolves to one")

@@ -128,6 +128,7 @@ LIAR = StaticResolver(
         "http://0x7f000001/hook",
         "http://017700000001/hook",
         "http://127.0.0.1/hook",
+        "http://127.0.0.1./hook",
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
         "http://[64:ff9b::7f00:1]/hook",
@@ -190,6 +191,15 @@ async def test_a_public_name_gives_a_destination_with_every_checked_address() ->
     assert destination.target == "/dlr/v1?tenant=7"
     assert destination.addresses == (ip_address("8.8.8.8"), ip_address("2606:4700:4700::1111"))
     assert destination.host_header == "hooks.example.com:8443"
+
+
+async def test_a_fully_qualified_name_loses_its_trailing_dot() -> None:
+    resolver = StaticResolver({"hooks.example.com": ["8.8.8.8"]})
+
+    destination = await AddressPolicy(resolver=resolver).check("https://hooks.example.com./x")
+
+    assert destination.host == "hooks.example.com"
+    assert resolver.lookups == ["hooks.example.com"]
 
 
 async def test_an_unresolvable_name_is_a_resolution_error() -> None:
