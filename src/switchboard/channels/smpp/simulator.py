@@ -278,7 +278,8 @@ class SmscSimulator:
             await self._send(
                 connection,
                 GenericNack(
-                    sequence_number=pdu.sequence_number, command_status=CommandStatus.ESME_RSYSERR
+                    sequence_number=pdu.sequence_number,
+                    command_status=CommandStatus.ESME_RINVCMDLEN,
                 ),
             )
             return
@@ -299,14 +300,24 @@ class SmscSimulator:
         response = SubmitSmResp(sequence_number=pdu.sequence_number, message_id=message_id)
         wants_receipt = behaviour.receipts and pdu.registered_delivery & 0x03 in (1, 2)
         if wants_receipt and behaviour.receipt_before_resp:
-            await self._send(connection, self._receipt(pdu, number))
+            await self._send(self._receiver_for(connection), self._receipt(pdu, number))
             await self._send(connection, response)
             return
         await self._send(connection, response)
         if wants_receipt:
             if behaviour.receipt_delay_s:
                 await asyncio.sleep(behaviour.receipt_delay_s)
-            await self._send(connection, self._receipt(pdu, number))
+            await self._send(self._receiver_for(connection), self._receipt(pdu, number))
+
+    def _receiver_for(self, connection: _Connection) -> _Connection:
+        """Receipts go back on a transceiver, else on a receiver bind of the same account."""
+        if isinstance(connection.bind, BindTransceiver) or connection.bind is None:
+            return connection
+        system_id = connection.bind.system_id
+        for other in self._connections:
+            if isinstance(other.bind, BindReceiver) and other.bind.system_id == system_id:
+                return other
+        return connection
 
     def _receipt(self, submit: SubmitSm, number: int) -> DeliverSm:
         behaviour = self.behaviour

@@ -1,0 +1,1 @@
+"""SMPP integration tests over loopback TCP: the built-in simulator and the npm smpp peer."""
