@@ -49,10 +49,13 @@ def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
+    # Tracebacks are plain text: rich's formatter would print local variables, codes included.
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
@@ -60,6 +63,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_event,
+            *([structlog.processors.format_exc_info] if fmt == "json" else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -86,9 +86,11 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "-")
         log.exception("unhandled error", request_id=request_id, error=type(exc).__name__)
-        return error_response(
+        response = error_response(
             ResponseCode.SERVER_ERROR, f"internal error; quote request id {request_id}"
         )
+        response.headers["X-Request-Id"] = request_id
+        return response
 
     @app.middleware("http")
     async def _access_log(

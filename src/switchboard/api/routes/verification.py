@@ -108,16 +108,19 @@ _VALIDATE_PARAMS: dict[str, Any] = {
     ]
 }
 
-router.add_api_route(
-    "/verification/v3/validateOtp",
-    _validate,
-    methods=["GET", "POST"],
-    summary="Validate an OTP",
-    openapi_extra=_VALIDATE_PARAMS,
-)
-router.add_api_route(
-    "/verification/v3/validateOtp/",
-    _validate,
-    methods=["GET", "POST"],
-    include_in_schema=False,
-)
+for _method in ("GET", "POST"):
+    router.add_api_route(
+        "/verification/v3/validateOtp",
+        _validate,
+        methods=[_method],
+        summary="Validate an OTP",
+        operation_id=f"validate_otp_{_method.lower()}",
+        openapi_extra=_VALIDATE_PARAMS,
+    )
+    router.add_api_route(
+        "/verification/v3/validateOtp/",
+        _validate,
+        methods=[_method],
+        operation_id=f"validate_otp_slash_{_method.lower()}",
+        include_in_schema=False,
+    )
