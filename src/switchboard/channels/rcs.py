@@ -34,9 +34,9 @@ from switchboard.channels.base import (
 from switchboard.channels.webhooks import (
     WebhookPayloadError,
     WebhookSignatureError,
+    equal_in_constant_time,
     find_header,
     require_size_within,
-    signatures_match,
 )
 from switchboard.clock import Clock, SystemClock
 from switchboard.domain.messages import Channel, MessageType
@@ -197,7 +197,7 @@ class RcsDriver:
         if not isinstance(token, str) or not isinstance(secret, str):
             return None
         expected = self._options.client_token.get_secret_value()
-        return secret if signatures_match(token, expected) else None
+        return secret if equal_in_constant_time(token, expected) else None
 
     def parse_webhook(
         self, headers: Mapping[str, str], raw_body: bytes
@@ -217,7 +217,7 @@ class RcsDriver:
             raise WebhookSignatureError("not a Pub/Sub push envelope") from error
         key = self._options.client_token.get_secret_value().encode()
         expected = base64.b64encode(hmac.new(key, data, hashlib.sha512).digest()).decode()
-        if received is None or not signatures_match(received, expected):
+        if received is None or not equal_in_constant_time(received.strip(), expected):
             raise WebhookSignatureError("X-Goog-Signature does not match")
         # Attributes are outside the signature: use them to skip, never to trust.
         if attributes.get("type") == "agent_launch_event":

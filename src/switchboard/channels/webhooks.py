@@ -44,6 +44,6 @@ def require_size_within(raw_body: bytes, limit_bytes: int) -> None:
         raise WebhookTooLargeError(f"body of {len(raw_body)} bytes exceeds {limit_bytes}")
 
 
-def signatures_match(received: str, expected: str) -> bool:
+def equal_in_constant_time(received: str, expected: str) -> bool:
     """Constant-time comparison, over bytes so that a non-ASCII header fails instead of raising."""
-    return hmac.compare_digest(received.strip().encode(), expected.encode())
+    return hmac.compare_digest(received.encode(), expected.encode())

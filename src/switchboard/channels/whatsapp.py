@@ -27,9 +27,9 @@ from switchboard.channels.base import (
 from switchboard.channels.webhooks import (
     WebhookPayloadError,
     WebhookSignatureError,
+    equal_in_constant_time,
     find_header,
     require_size_within,
-    signatures_match,
 )
 from switchboard.clock import Clock, SystemClock
 from switchboard.domain.messages import Channel, MessageType
@@ -149,7 +149,7 @@ class WhatsAppDriver:
         """The challenge to echo when a subscribe handshake carries our verify token, else None."""
         if mode != "subscribe" or token is None or challenge is None:
             return None
-        if not signatures_match(token, self._options.verify_token.get_secret_value()):
+        if not equal_in_constant_time(token, self._options.verify_token.get_secret_value()):
             return None
         return challenge
 
@@ -301,7 +301,7 @@ class WhatsAppDriver:
         received = find_header(headers, "X-Hub-Signature-256")
         secret = self._options.app_secret.get_secret_value().encode()
         expected = "sha256=" + hmac.new(secret, raw_body, hashlib.sha256).hexdigest()
-        if received is None or not signatures_match(received.lower(), expected):
+        if received is None or not equal_in_constant_time(received.strip().lower(), expected):
             raise WebhookSignatureError("X-Hub-Signature-256 does not match")
 
     def _report(self, status: Mapping[str, Any]) -> DeliveryReport:
