@@ -12,6 +12,7 @@ from switchboard.channels.base import ReportState, SendError, SendErrorKind
 from switchboard.channels.smpp.pdu import (
     CommandStatus,
     DeliverSm,
+    EnquireLinkResp,
     EsmClass,
     GenericNack,
     Tag,
@@ -271,6 +272,46 @@ async def test_malformed_pdu_from_the_smsc_gets_generic_nack(smsc_simulator: Sms
         await driver.send(sms("still bound"))
     nack = next(p for p in smsc_simulator.received if isinstance(p, GenericNack))
     assert (nack.sequence_number, nack.command_status) == (0x63, CommandStatus.ESME_RINVCMDID)
+
+
+async def test_enquire_link_from_the_smsc_is_answered(smsc_simulator: SmscSimulator) -> None:
+    async with running_driver(fast_options(smsc_simulator.port), RecordingSink()):
+        await smsc_simulator.enquire_link()
+        assert await wait_until(
+            lambda: any(isinstance(p, EnquireLinkResp) for p in smsc_simulator.received)
+        )
+
+
+async def test_broken_framing_from_the_smsc_is_nacked_and_the_link_rebuilt(
+    smsc_simulator: SmscSimulator,
+) -> None:
+    impossible_length = bytes.fromhex("00000005000000150000000000000001")
+    async with running_driver(fast_options(smsc_simulator.port), RecordingSink()) as driver:
+        await smsc_simulator.send_raw(impossible_length)
+        assert await wait_until(lambda: driver.status().counters.get("binds", 0) >= 2)
+        assert await driver.wait_available(2.0)
+        counters = driver.status().counters
+    nacks = [p for p in smsc_simulator.received if isinstance(p, GenericNack)]
+    assert [n.command_status for n in nacks] == [CommandStatus.ESME_RINVCMDLEN]
+    assert counters["generic_nack_sent"] == 1
+
+
+async def test_a_refusal_after_throttling_keeps_its_own_kind(smsc_simulator: SmscSimulator) -> None:
+    smsc_simulator.behaviour = replace(smsc_simulator.behaviour, throttle_share=1.0)
+    async with running_driver(
+        fast_options(smsc_simulator.port, throttle_retries=20), RecordingSink()
+    ) as driver:
+        sending = asyncio.create_task(driver.send(sms("x")))
+        assert await wait_until(lambda: len(smsc_simulator.submits) >= 2)
+        smsc_simulator.behaviour = replace(
+            smsc_simulator.behaviour,
+            throttle_share=0.0,
+            submit_status=CommandStatus.ESME_RINVDSTADR,
+        )
+        with pytest.raises(SendError) as caught:
+            await asyncio.wait_for(sending, 3.0)
+    assert caught.value.kind is SendErrorKind.PERMANENT
+    assert caught.value.provider_code == "0x0B"
 
 
 async def test_unbind_from_the_smsc_is_answered_and_the_driver_rebinds(

@@ -34,6 +34,7 @@ from switchboard.channels.smpp.pdu import (
 )
 from switchboard.channels.smpp.receipts import normalise_provider_id, parse_receipt
 from switchboard.channels.smpp.session import (
+    THROTTLING_STATUSES,
     BindMode,
     EsmeSession,
     NotBoundError,
@@ -404,13 +405,15 @@ class SmppDriver:
 
     def _refused(self, exc: SubmitRefusedError, accepted: tuple[str, ...]) -> SendError:
         code = f"0x{exc.status:02X}"
-        if exc.throttled_attempts or exc.status in TRANSIENT_STATUSES:
+        if exc.status in TRANSIENT_STATUSES:
             self.counters["send_transient"] += 1
+            throttled = exc.status in THROTTLING_STATUSES
             return SendError(
                 SendErrorKind.TRANSIENT,
-                f"SMSC refused: {status_name(exc.status)}",
+                f"SMSC refused: {status_name(exc.status)}"
+                + (f" after {exc.throttled_attempts} retries" if throttled else ""),
                 provider_code=code,
-                retry_after_s=self.options.throttle_pause_max_s if exc.throttled_attempts else None,
+                retry_after_s=self.options.throttle_pause_max_s if throttled else None,
                 partial_ids=accepted,
             )
         self.counters["send_permanent"] += 1

@@ -176,6 +176,12 @@ class SmscSimulator:
             with contextlib.suppress(ConnectionError):
                 await connection.writer.drain()
 
+    async def enquire_link(self) -> None:
+        """Send enquire_link on every bound connection (the ESME must answer it)."""
+        for connection in list(self._connections):
+            if connection.bind is not None:
+                await self._send(connection, EnquireLink())
+
     async def request_unbind(self) -> None:
         for connection in list(self._connections):
             if connection.bind is not None:
