@@ -112,6 +112,10 @@ campaigns = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("message_type", sa.String(16), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),  # LIST or FILE
+    sa.Column("numeric_id", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("transaction_id", sa.String(36), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=True),
+    sa.Column("template", sa.Text, nullable=False),
     sa.Column("total", sa.Integer, nullable=False, server_default="0"),
     sa.Column("invalid", sa.Integer, nullable=False, server_default="0"),
     sa.Column("errors", sa.JSON, nullable=False, server_default="[]"),
