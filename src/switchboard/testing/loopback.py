@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -39,12 +40,20 @@ class RecordedRequest:
         )
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its SIGINT/SIGTERM handlers: a test's process keeps its own."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class LoopbackServer:
     """Serves `app` on 127.0.0.1; the port is bound before start() returns and freed by stop()."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
-        self._server: uvicorn.Server | None = None
+        self._server: _QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
         self.port = 0
@@ -71,7 +80,7 @@ class LoopbackServer:
             access_log=False,
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         for _ in range(_START_POLLS):
             if self._server.started:
