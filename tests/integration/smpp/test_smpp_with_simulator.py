@@ -363,6 +363,19 @@ async def test_close_waits_for_in_flight_submits_then_unbinds(
     assert driver.status().binds[0].state is SessionState.CLOSED
 
 
+async def test_close_lets_a_started_multipart_send_finish_every_part(
+    smsc_simulator: SmscSimulator,
+) -> None:
+    smsc_simulator.behaviour = replace(smsc_simulator.behaviour, response_delay_s=0.1)
+    async with running_driver(fast_options(smsc_simulator.port), RecordingSink()) as driver:
+        in_flight = asyncio.create_task(driver.send(sms("z" * 400)))
+        assert await wait_until(lambda: len(smsc_simulator.submits) == 1)
+        await driver.close()
+        result = await in_flight
+    assert len(result.provider_ids) == result.segments == 3
+    assert smsc_simulator.unbinds == 1
+
+
 async def test_otp_validity_becomes_relative_validity_period(smsc_simulator: SmscSimulator) -> None:
     expires = datetime.now(UTC) + timedelta(minutes=5)
     async with running_driver(fast_options(smsc_simulator.port), RecordingSink()) as driver:

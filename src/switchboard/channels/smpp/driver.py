@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter, OrderedDict
@@ -182,6 +183,9 @@ class SmppDriver:
         self._bucket = TokenBucket(options.tps)
         self._sessions: list[EsmeSession] = []
         self._closing = False
+        self._sends_in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._turn = 0
         self._reference = self._rng.randrange(0x10000)
         self._mo_parts: OrderedDict[tuple[str, str, int, int], _PendingMo] = OrderedDict()
@@ -212,7 +216,10 @@ class SmppDriver:
                 await session.start()
 
     async def close(self) -> None:
+        """Refuse new sends, let started ones finish all their parts (bounded), then unbind."""
         self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.options.close_grace_s)
         await asyncio.gather(*(session.close() for session in self._sessions))
 
     def is_available(self) -> bool:
@@ -236,6 +243,18 @@ class SmppDriver:
         validity = self._validity(message)
         pdus, segments = self._build(message, validity)
         session = self._pick_session()
+        self._sends_in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._submit_parts(session, pdus, segments)
+        finally:
+            self._sends_in_flight -= 1
+            if not self._sends_in_flight:
+                self._idle.set()
+
+    async def _submit_parts(
+        self, session: EsmeSession, pdus: list[SubmitSm], segments: int
+    ) -> SendResult:
         accepted: list[str] = []
         for pdu in pdus:
             try:
