@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ from switchboard.channels.smpp.pdu import (
     Tlv,
 )
 from switchboard.channels.smpp.session import SessionState
-from switchboard.channels.smpp.simulator import SmscSimulator
+from switchboard.channels.smpp.simulator import SimulatorBehaviour, SmscSimulator, serve_simulator
 from switchboard.domain.encoding import Encoding, encode
 from switchboard.testing.faultproxy import FaultProxy
 
@@ -432,3 +433,57 @@ async def test_send_without_a_bind_is_transient() -> None:
         with pytest.raises(SendError) as caught:
             await driver.send(sms("nowhere"))
     assert caught.value.kind is SendErrorKind.TRANSIENT
+
+
+async def test_tps_budget_is_shared_by_all_binds(smsc_simulator: SmscSimulator) -> None:
+    options = fast_options(smsc_simulator.port, binds=2, tps=40.0)
+    async with running_driver(options, RecordingSink()) as driver:
+        assert await wait_until(lambda: smsc_simulator.bound_count == 2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(asyncio.gather(*(driver.send(sms(f"t{i}")) for i in range(20))), 5.0)
+        elapsed = loop.time() - started
+        per_bind = [b.counters.get("submit_sm", 0) for b in driver.status().binds]
+    assert elapsed >= 0.35  # 20 submits at 40/s after a burst of 4, whatever the bind count
+    assert all(count > 0 for count in per_bind)
+    assert sum(per_bind) == 20
+
+
+async def test_receipt_states_follow_the_scripted_shares(smsc_simulator: SmscSimulator) -> None:
+    smsc_simulator.behaviour = replace(
+        smsc_simulator.behaviour,
+        outcomes={"DELIVRD": 1.0, "UNDELIV": 1.0, "EXPIRED": 1.0, "REJECTD": 1.0},
+        receipt_delay_s=0.05,
+    )
+    sink = RecordingSink()
+    async with running_driver(fast_options(smsc_simulator.port), sink) as driver:
+        for i in range(24):
+            await driver.send(sms(f"s{i}"))
+        assert await wait_until(lambda: len(sink.reports) == 24)
+    states = {report.state for report in sink.reports}
+    assert states == {
+        ReportState.DELIVRD,
+        ReportState.UNDELIV,
+        ReportState.EXPIRED,
+        ReportState.REJECTD,
+    }
+
+
+async def test_serve_simulator_reports_its_port_and_serves_until_cancelled() -> None:
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        serve_simulator(
+            SimulatorBehaviour(receipt_delay_s=0.0),
+            "127.0.0.1",
+            0,
+            on_ready=lambda _host, port: ready.set_result(port),
+        )
+    )
+    try:
+        port = await asyncio.wait_for(ready, 2.0)
+        async with running_driver(fast_options(port), RecordingSink()) as driver:
+            assert (await driver.send(sms("via the CLI entry"))).provider_ids
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
