@@ -487,3 +487,15 @@ async def test_serve_simulator_reports_its_port_and_serves_until_cancelled() -> 
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
+
+
+async def test_latin1_route_sends_latin1_unless_the_text_needs_gsm7(
+    smsc_simulator: SmscSimulator,
+) -> None:
+    options = fast_options(smsc_simulator.port, data_coding="latin1")
+    async with running_driver(options, RecordingSink()) as driver:
+        await driver.send(sms("café @ 5£"))
+        await driver.send(sms("price 5€"))
+    first, second = (a.pdu for a in smsc_simulator.accepted)
+    assert (first.data_coding, first.short_message) == (0x03, "café @ 5£".encode("latin-1"))
+    assert (second.data_coding, second.short_message) == (0x00, encode("price 5€", Encoding.GSM7))

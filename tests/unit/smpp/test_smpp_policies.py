@@ -8,13 +8,16 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from switchboard.channels.base import ChannelDriver
 from switchboard.channels.smpp.driver import (
+    SmppDriver,
     SmppOptions,
     decode_text,
     relative_validity,
     source_address,
 )
 from switchboard.channels.smpp.session import TokenBucket, backoff_delay
+from switchboard.domain.messages import Channel
 
 
 @pytest.mark.parametrize(
@@ -105,3 +108,11 @@ def test_options_validate_and_hide_the_password() -> None:
         SmppOptions(host="h", system_id="esme", password="pw", dlt_entity_tag=0x0200)
     with pytest.raises(ValidationError):
         SmppOptions(host="h", system_id="esme", password="pw", long_message="chunks")
+
+
+def test_smpp_driver_satisfies_the_channel_driver_contract() -> None:
+    driver: ChannelDriver = SmppDriver(
+        "smsc", SmppOptions(host="127.0.0.1", system_id="esme", password="pw")
+    )
+    assert driver.channels == frozenset({Channel.SMS})
+    assert not driver.is_available()
