@@ -28,11 +28,13 @@ from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
+from switchboard.services.messaging import MessagingService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.queue import SqlMessageQueue
 from switchboard.storage.sql.sandbox import SqlOutbox
 from switchboard.storage.sql.verifications import SqlVerificationStore
@@ -160,6 +162,7 @@ class Container:
     accounts: AccountService
     tokens: TokenService
     verification: VerificationService
+    messaging: MessagingService
     queue: SqlMessageQueue
     outbox: SqlOutbox
     drivers: dict[str, ChannelDriver]
@@ -192,6 +195,7 @@ class Container:
         while True:
             try:
                 await self.verification.expire_due()
+                await self.queue.rematch_parked(self.clock.now())
             except Exception:  # a database hiccup: try again next round
                 log.exception("housekeeping failed")
             await asyncio.sleep(5)
@@ -273,6 +277,12 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         test_numbers=settings.sandbox.test_numbers,
         on_queued=dispatcher.wake,
     )
+    messaging = MessagingService(
+        SqlMessagingStore(database, queue),
+        clock,
+        settings.messaging,
+        on_queued=dispatcher.wake,
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -281,6 +291,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         accounts=accounts,
         tokens=tokens,
         verification=verification,
+        messaging=messaging,
         queue=queue,
         outbox=outbox,
         drivers=drivers,

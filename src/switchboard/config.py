@@ -87,10 +87,27 @@ class ApiSettings(_Section):
 
 
 class WebhookSettings(_Section):
+    """Customer callbacks. Addresses in `allow_networks` (e.g. 127.0.0.1/32) are the only
+    private targets allowed; they may also use http and any port."""
+
     allow_networks: list[str] = Field(default_factory=list)
+    require_https: bool = True
+    allowed_ports: list[int] = Field(default_factory=lambda: [443, 8443])  # [] allows any port
     connect_timeout_s: float = Field(default=5.0, gt=0)
     total_timeout_s: float = Field(default=15.0, gt=0)
     max_concurrency_per_endpoint: int = Field(default=4, ge=1)
+    max_in_flight: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    # the previous secret keeps signing this long after a rotation (research WO-2)
+    rotation_overlap_s: int = Field(default=86400, ge=0)
+
+    @field_validator("allowed_ports")
+    @classmethod
+    def _ports(cls, value: list[int]) -> list[int]:
+        if any(not 0 < port < 65536 for port in value):
+            raise ValueError("ports are 1-65535")
+        return value
 
 
 class WorkerSettings(_Section):
@@ -100,6 +117,42 @@ class WorkerSettings(_Section):
     max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=5.0, gt=0)
     retry_max_s: float = Field(default=3600.0, gt=0)
+
+
+class MessagingSettings(_Section):
+    """MessageNow: list and upload limits, text rules, the promotional quiet window."""
+
+    max_list_recipients: int = Field(default=1000, ge=1, le=100_000)
+    max_segments: int = Field(default=10, ge=1, le=255)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_upload_rows: int = Field(default=1_000_000, ge=1)
+    ingest_batch_size: int = Field(default=2000, ge=10, le=50_000)
+    max_schedule_days: int = Field(default=30, ge=1)
+    # Promotional messages wait outside this local window, e.g. "10:00-21:00" (India's DLT rule).
+    promotional_window: str | None = None
+    promotional_timezone: str = "UTC"
+
+    @field_validator("promotional_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import re
+
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("use HH:MM-HH:MM, e.g. 10:00-21:00")
+        return value
+
+    @field_validator("promotional_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
 
 
 class LoggingSettings(_Section):
@@ -143,6 +196,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
+    messaging: MessagingSettings = MessagingSettings()
     logging: LoggingSettings = LoggingSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from switchboard.domain.accounts import Account, FailureState
+from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.limits import SendLimits
 from switchboard.domain.messages import MessageRecord
 from switchboard.domain.verification import CheckResult, VerificationRecord
@@ -70,3 +71,40 @@ class VerificationStore(Protocol):
     ) -> tuple[list[MessageRecord], list[dict[str, Any]]]: ...
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[VerificationRecord]: ...
+
+
+class MessagingStore(Protocol):
+    async def accept_messages(self, batch: Sequence[MessageRecord]) -> None:
+        """Queue messages in one transaction."""
+        ...
+
+    async def create_campaign(self, campaign: CampaignRecord) -> None: ...
+
+    async def stage_campaign_messages(self, batch: Sequence[MessageRecord]) -> None:
+        """Store a batch of a campaign's messages as HELD (not yet sendable)."""
+        ...
+
+    async def release_campaign(
+        self,
+        campaign_id: str,
+        *,
+        total: int,
+        invalid: int,
+        errors: list[dict[str, Any]],
+        not_before: datetime,
+        now: datetime,
+    ) -> None:
+        """Make every staged message of the campaign sendable from `not_before`."""
+        ...
+
+    async def abort_campaign(self, campaign_id: str, reason: str, now: datetime) -> None: ...
+
+    async def get_campaign(self, account_id: str, campaign_id: str) -> CampaignRecord | None: ...
+
+    async def campaign_counts(self, campaign_id: str) -> dict[str, int]: ...
+
+    def campaign_messages(
+        self, account_id: str, campaign_id: str, *, page_size: int = 5000
+    ) -> AsyncIterator[MessageRecord]: ...
+
+    async def cancel_campaign(self, account_id: str, campaign_id: str, now: datetime) -> int: ...

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from switchboard.api import envelope
 from switchboard.api.dependencies import AccountDep, ContainerDep
 from switchboard.domain.messages import MessageRecord
+from switchboard.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -86,3 +87,86 @@ async def sandbox_outbox(
             ]
         }
     )
+
+
+def _history(message: MessageRecord, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    entries = [{"status": "QUEUED", "at": message.created_at.isoformat(), "detail": "accepted"}]
+    entries += [
+        {
+            "status": e["status"],
+            "at": e["at"].isoformat(),
+            "connector": e["connector"],
+            "detail": e["detail"],
+        }
+        for e in events
+    ]
+    return entries
+
+
+@router.get("/messages/{message_id}", summary="One message: its status and status history")
+async def get_message(
+    message_id: str, container: ContainerDep, account: AccountDep
+) -> dict[str, Any]:
+    message = await container.queue.get_message(account.id, message_id)
+    if message is None:
+        raise NotFoundError(f"no message {message_id}")
+    events = await container.queue.message_events(account.id, message_id)
+    return envelope.success(
+        {
+            **_send_view(message),
+            "messageType": message.message_type.value,
+            "destination": message.destination,
+            "sender": message.sender,
+            "encoding": message.encoding,
+            "segments": message.segments,
+            "campaignId": message.campaign_id,
+            "verificationId": str(message.verification_id) if message.verification_id else None,
+            "history": _history(message, events),
+        }
+    )
+
+
+_COUNTED = {
+    "queued": ("HELD", "QUEUED", "SENDING"),
+    "submitted": ("SUBMITTED", "UNKNOWN"),
+    "delivered": ("DELIVERED",),
+    "failed": ("UNDELIVERABLE", "EXPIRED", "REJECTED", "FAILED"),
+    "cancelled": ("CANCELLED",),
+}
+
+
+@router.get("/campaigns/{campaign_id}", summary="A campaign's counts and progress")
+async def get_campaign(
+    campaign_id: str, container: ContainerDep, account: AccountDep
+) -> dict[str, Any]:
+    campaign, counts = await container.messaging.campaign(account, campaign_id)
+    summary = {name: sum(counts.get(s, 0) for s in states) for name, states in _COUNTED.items()}
+    messages = sum(counts.values())
+    done = summary["delivered"] + summary["failed"] + summary["cancelled"]
+    return envelope.success(
+        {
+            "campaignId": campaign.id,
+            "verificationId": str(campaign.numeric_id),
+            "status": campaign.status,
+            "channel": campaign.channel,
+            "messageType": campaign.message_type,
+            "source": campaign.source,
+            "total": campaign.total,
+            "invalid": campaign.invalid,
+            "messages": messages,
+            **summary,
+            "byStatus": counts,
+            "progress": round(done / messages, 4) if messages else 0.0,
+            "scheduledAt": campaign.scheduled_at.isoformat() if campaign.scheduled_at else None,
+            "createdAt": campaign.created_at.isoformat(),
+            "errors": campaign.errors,
+        }
+    )
+
+
+@router.post("/campaigns/{campaign_id}/cancel", summary="Cancel what a campaign has not sent yet")
+async def cancel_campaign(
+    campaign_id: str, container: ContainerDep, account: AccountDep
+) -> dict[str, Any]:
+    cancelled = await container.messaging.cancel_campaign(account, campaign_id)
+    return envelope.success({"campaignId": campaign_id, "cancelled": cancelled})

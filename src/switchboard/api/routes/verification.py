@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from switchboard.api import envelope
+from switchboard.api import envelope, messagenow
 from switchboard.api.dependencies import AccountDep, ContainerDep, ParamsDep
 from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.services.verification import SendRequest
@@ -43,10 +43,10 @@ _SEND_PARAMS: dict[str, Any] = {
     description="Parameters may come in the query string, as form fields or as a JSON body.",
     openapi_extra=_SEND_PARAMS,
 )
-async def send(container: ContainerDep, account: AccountDep, params: ParamsDep) -> dict[str, Any]:
+async def send(container: ContainerDep, account: AccountDep, params: ParamsDep) -> Any:
     kind = (params.get("type") or "OTP").upper()
     if kind == "SMS":
-        raise InvalidRequestError("type=SMS (MessageNow) is not available yet")
+        return await messagenow.send(container, account, params)
     if kind != "OTP":
         raise InvalidRequestError(f"type '{params.get('type')}' is not one of OTP, SMS")
     started = await container.verification.start(

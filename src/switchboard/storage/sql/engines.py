@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+_AFTER_COMMIT = "switchboard_after_commit"
+
+
+def after_commit(connection: AsyncConnection, hook: Callable[[], None]) -> None:
+    """Run `hook` once the `Database.write()` transaction of `connection` has committed.
+
+    For wake-ups: a worker woken before the commit would not see the new rows (PostgreSQL).
+    Hooks of a transaction that rolls back never run; outside `write()` the hook runs at once.
+    """
+    hooks: list[Callable[[], None]] | None = connection.info.get(_AFTER_COMMIT)
+    if hooks is None:
+        hook()
+    elif hook not in hooks:
+        hooks.append(hook)
 
 
 def async_url(database_url: str) -> str:
@@ -77,8 +93,16 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
+        hooks: list[Callable[[], None]] = []
         async with self._writer.begin() as connection:
-            yield connection
+            connection.info[_AFTER_COMMIT] = hooks
+            try:
+                yield connection
+            finally:
+                # info belongs to the pooled DBAPI connection: never leak into the next checkout
+                del connection.info[_AFTER_COMMIT]
+        for hook in hooks:
+            hook()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -64,6 +64,8 @@ accounts = sa.Table(
     sa.Column("callback_secret", sa.String(200), nullable=True),
     sa.Column("callback_previous_secret", sa.String(200), nullable=True),
     _ts("callback_rotated_at"),
+    _ts("callback_disabled_at"),  # set by a 410; setting the URL again re-enables
+    sa.Column("callback_disabled_reason", sa.String(400), nullable=True),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
 )
@@ -231,20 +233,27 @@ webhook_deliveries = sa.Table(
     sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("event_type", sa.String(48), nullable=False),
     sa.Column("message_id", sa.String(36), nullable=True),
-    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("verification_id", sa.BigInteger, nullable=True),
+    sa.Column("url", sa.String(2048), nullable=False),  # the URL of the last attempt
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # PENDING, DELIVERED, DEAD
     sa.Column("attempts", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("last_status_code", sa.SmallInteger, nullable=True),
     sa.Column("last_error", sa.String(400), nullable=True),
     sa.Column("last_latency_ms", sa.Integer, nullable=True),
+    # the last 5 attempts: [{attempt, at, statusCode, latencyMs, error}]
+    sa.Column("recent_attempts", sa.JSON, nullable=False, server_default="[]"),
+    sa.Column("replays", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     _ts("next_attempt_at"),
     _ts("lease_until"),
     _ts("created_at", nullable=False),
     _ts("delivered_at"),
+    _ts("dead_at"),
+    _ts("replayed_at"),
     sa.Index("ix_webhook_deliveries_claim", "status", "next_attempt_at"),
     sa.Index("ix_webhook_deliveries_account_time", "account_id", "created_at"),
+    sa.Index("ix_webhook_deliveries_verification", "verification_id"),
 )
 
 sandbox_outbox = sa.Table(

@@ -153,14 +153,6 @@ class SqlVerificationStore:
                 )
             )
             await connection.execute(messages.insert(), [message_values(m) for m in outbound])
-            await connection.execute(
-                message_events.insert(),
-                [
-                    {"message_id": m.id, "account_id": m.account_id, "status": m.status.value,
-                     "detail": f"accepted ({m.channel.value}, step {m.step})", "at": now}
-                    for m in outbound
-                ],
-            )  # fmt: skip
 
     async def get_verification(
         self, account_id: str, verification_id: int

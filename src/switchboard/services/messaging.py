@@ -1,0 +1,494 @@
+"""MessageNow: one message, the same text to a list, or per-row texts from an .xlsx campaign."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from switchboard.clock import Clock
+from switchboard.config import MessagingSettings
+from switchboard.domain import encoding, recipients, schedule, templating
+from switchboard.domain.accounts import Account
+from switchboard.domain.campaigns import CampaignRecord
+from switchboard.domain.messages import Channel, MessageRecord, MessageStatus, MessageType
+from switchboard.domain.phone import parse_phone
+from switchboard.domain.verification import new_verification_id
+from switchboard.errors import InvalidRequestError, NotFoundError
+from switchboard.ingest.xlsx import RecipientRow, RowError, UploadLimits, open_recipient_sheet
+from switchboard.storage.base import MessagingStore
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$")
+_NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
+_MAX_REPORTED_ERRORS = 1000
+_PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRequest:
+    """A MessageNow send as given: strings, unvalidated."""
+
+    flow_type: str | None
+    message: str | None
+    sender_id: str | None = None
+    message_type: str | None = None
+    template_id: str | None = None
+    entity_id: str | None = None
+    country_code: str | None = None
+    mobile_number: str | None = None
+    phone_numbers: str | None = None
+    email: str | None = None
+    subject: str | None = None
+    schedule_time: str | None = None
+    client_ref: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextSummary:
+    text: str
+    encoding: str | None
+    segments: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Accepted:
+    """What the send API reports back."""
+
+    numeric_id: int
+    transaction_id: str
+    message_id: str | None = None
+    campaign_id: str | None = None
+    mobile_number: str | None = None
+    total: int = 1
+    accepted: int = 1
+    invalid: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    scheduled_at: datetime | None = None
+    preview: list[TextSummary] = field(default_factory=list)
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Common:
+    channel: Channel
+    message_type: MessageType
+    sender: str | None
+    template: str
+    dlt_entity_id: str | None
+    dlt_template_id: str | None
+    dlt_text: str | None
+    not_before: datetime
+    scheduled: bool
+    subject: str | None
+    client_ref: str | None
+
+
+class MessagingService:
+    def __init__(
+        self,
+        store: MessagingStore,
+        clock: Clock,
+        settings: MessagingSettings,
+        *,
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._on_queued = on_queued
+
+    # -- the send API ---------------------------------------------------------------------
+
+    async def send(
+        self, account: Account, request: MessageRequest, upload: IO[bytes] | None = None
+    ) -> Accepted:
+        common = self._common(account, request)
+        modes = [
+            bool(request.mobile_number),
+            bool(request.phone_numbers),
+            upload is not None,
+        ]
+        if common.channel is Channel.EMAIL and not any(modes[1:]):
+            return await self._single_email(account, request, common)
+        if sum(modes) != 1:
+            raise InvalidRequestError(
+                "give exactly one of mobileNumber (with countryCode), phoneNumbers or file"
+            )
+        if common.channel is Channel.EMAIL:
+            raise InvalidRequestError("flowType EMAIL sends to one address given in email")
+        if upload is not None:
+            return await self._file(account, request, common, upload)
+        if request.phone_numbers:
+            return await self._list(account, request, common, request.phone_numbers)
+        return await self._single(account, request, common)
+
+    def _common(self, account: Account, request: MessageRequest) -> _Common:
+        channel = _channel(request.flow_type)
+        try:
+            message_type = MessageType.parse(request.message_type)
+        except ValueError:
+            raise InvalidRequestError(
+                f"messageType '{request.message_type}' is not one of OTP, TRANSACTION, "
+                "TRANSACTIONAL, PROMOTIONAL"
+            ) from None
+        text = request.message or ""
+        if not text.strip():
+            raise InvalidRequestError("message is required")
+        sender = (request.sender_id or "").strip() or None
+        if channel is Channel.SMS:
+            if sender is None:
+                raise InvalidRequestError("senderId is required for SMS")
+            if not (_ALPHANUMERIC_SENDER.match(sender) or _NUMERIC_SENDER.match(sender)):
+                raise InvalidRequestError(
+                    "senderId must be up to 11 letters/digits or a number of up to 15 digits"
+                )
+        if bool(request.template_id) != bool(request.entity_id):
+            raise InvalidRequestError("templateId and entityId go together: give both or neither")
+        registered: dict[str, str] = account.settings.get("dlt_templates") or {}
+        dlt_text = registered.get(request.template_id) if request.template_id else None
+        now = self._clock.now()
+        at = schedule.parse_schedule_time(
+            request.schedule_time, now, max_days=self._settings.max_schedule_days
+        )
+        not_before = at or now
+        if message_type is MessageType.PROMOTIONAL:
+            not_before = schedule.next_allowed(
+                not_before,
+                self._settings.promotional_window,
+                self._settings.promotional_timezone,
+            )
+        if request.client_ref and len(request.client_ref) > 255:
+            raise InvalidRequestError("clientRef is longer than 255 characters")
+        return _Common(
+            channel=channel,
+            message_type=message_type,
+            sender=sender if channel is Channel.SMS else None,
+            template=text,
+            dlt_entity_id=request.entity_id,
+            dlt_template_id=request.template_id,
+            dlt_text=dlt_text,
+            not_before=not_before,
+            scheduled=not_before > now,
+            subject=(request.subject or "").strip() or None,
+            client_ref=request.client_ref,
+        )
+
+    def _summarise(self, common: _Common, text: str) -> TextSummary:
+        if common.dlt_text is not None and not templating.matches(common.dlt_text, text):
+            raise InvalidRequestError(
+                f"the text does not match registered DLT template {common.dlt_template_id}"
+            )
+        if common.channel is not Channel.SMS:
+            return TextSummary(text=text, encoding=None, segments=1)
+        info = encoding.analyse(text)
+        if info.segments > self._settings.max_segments:
+            raise InvalidRequestError(
+                f"the text needs {info.segments} SMS segments ({info.encoding.value}); "
+                f"at most {self._settings.max_segments} are allowed"
+            )
+        return TextSummary(text=text, encoding=info.encoding.value, segments=info.segments)
+
+    def _message(
+        self,
+        account: Account,
+        common: _Common,
+        *,
+        destination: str,
+        country_code: str,
+        summary: TextSummary,
+        transaction_id: str,
+        campaign_id: str | None = None,
+        status: MessageStatus = MessageStatus.QUEUED,
+    ) -> MessageRecord:
+        now = self._clock.now()
+        return MessageRecord(
+            id=str(uuid.uuid4()),
+            numeric_id=new_verification_id(),
+            transaction_id=transaction_id,
+            account_id=account.id,
+            channel=common.channel,
+            message_type=common.message_type,
+            status=status,
+            destination=destination,
+            country_code=country_code,
+            sender=common.sender,
+            body=summary.text,
+            subject=common.subject,
+            encoding=summary.encoding,
+            segments=summary.segments,
+            campaign_id=campaign_id,
+            dlt_entity_id=common.dlt_entity_id,
+            dlt_template_id=common.dlt_template_id,
+            client_ref=common.client_ref,
+            not_before=common.not_before,
+            created_at=now,
+        )
+
+    async def _single(self, account: Account, request: MessageRequest, common: _Common) -> Accepted:
+        phone = parse_phone(request.country_code, request.mobile_number)
+        summary = self._summarise(common, common.template)
+        accepted = Accepted(
+            numeric_id=0,
+            transaction_id=str(uuid.uuid4()),
+            mobile_number=phone.national_number,
+            preview=[summary],
+            scheduled_at=common.not_before if common.scheduled else None,
+            dry_run=request.dry_run,
+        )
+        if request.dry_run:
+            return accepted
+        message = self._message(
+            account, common, destination=phone.e164, country_code=phone.country_code,
+            summary=summary, transaction_id=accepted.transaction_id,
+        )  # fmt: skip
+        await self._store.accept_messages([message])
+        self._on_queued()
+        accepted.numeric_id = message.numeric_id
+        accepted.message_id = message.id
+        return accepted
+
+    async def _single_email(
+        self, account: Account, request: MessageRequest, common: _Common
+    ) -> Accepted:
+        address = (request.email or "").strip()
+        if not _EMAIL.match(address):
+            raise InvalidRequestError("email is required (a valid address) for flowType EMAIL")
+        summary = self._summarise(common, common.template)
+        accepted = Accepted(
+            numeric_id=0, transaction_id=str(uuid.uuid4()), mobile_number=None,
+            preview=[summary], dry_run=request.dry_run,
+            scheduled_at=common.not_before if common.scheduled else None,
+        )  # fmt: skip
+        if request.dry_run:
+            return accepted
+        message = self._message(
+            account, common, destination=address, country_code="",
+            summary=summary, transaction_id=accepted.transaction_id,
+        )  # fmt: skip
+        await self._store.accept_messages([message])
+        self._on_queued()
+        accepted.numeric_id = message.numeric_id
+        accepted.message_id = message.id
+        return accepted
+
+    # -- campaigns --------------------------------------------------------------------------
+
+    async def _list(
+        self, account: Account, request: MessageRequest, common: _Common, field_value: str
+    ) -> Accepted:
+        def validate(country: str, national: str) -> str:
+            return parse_phone(country, national).e164
+
+        parsed = recipients.parse_phone_numbers(
+            field_value, validate, max_entries=self._settings.max_list_recipients
+        )
+        summary = self._summarise(common, common.template)
+        errors = [{"index": e.index, "value": e.raw, "reason": e.reason} for e in parsed.errors]
+        rows = [(r.e164, summary) for r in parsed.recipients]
+        total = len(parsed.recipients) + len(parsed.errors)
+        return await self._campaign(
+            account, request, common, "LIST", iter([rows]), total_errors=errors, total=total
+        )
+
+    async def _file(
+        self, account: Account, request: MessageRequest, common: _Common, upload: IO[bytes]
+    ) -> Accepted:
+        limits = UploadLimits(
+            max_file_bytes=self._settings.max_upload_bytes,
+            max_rows=self._settings.max_upload_rows,
+        )
+        sheet = await asyncio.to_thread(open_recipient_sheet, upload, limits)
+        needed = templating.placeholders(common.template)
+        if needed and max(needed) > sheet.header.variable_count:
+            sheet.close()
+            raise InvalidRequestError(
+                f"message uses ##var{max(needed)}## but the file has "
+                f"{sheet.header.variable_count} variable column(s)"
+            )
+        errors: list[dict[str, Any]] = []
+        counters = {"total": 0, "invalid": 0}
+        batch_size = self._settings.ingest_batch_size
+
+        def batches() -> Iterator[list[tuple[str, TextSummary]]]:
+            batch: list[tuple[str, TextSummary]] = []
+            with sheet:
+                for item in sheet:
+                    counters["total"] += 1
+                    try:
+                        if isinstance(item, RowError):
+                            raise InvalidRequestError(item.reason)
+                        batch.append(self._row(common, item))
+                    except InvalidRequestError as error:
+                        counters["invalid"] += 1
+                        if len(errors) < _MAX_REPORTED_ERRORS:
+                            errors.append({"row": item.row_number, "reason": error.message})
+                        continue
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+            if batch:
+                yield batch
+
+        return await self._campaign(
+            account, request, common, "FILE", batches(), total_errors=errors,
+            counters=counters, threaded=True,
+        )  # fmt: skip
+
+    def _row(self, common: _Common, row: RecipientRow) -> tuple[str, TextSummary]:
+        phone = parse_phone(row.country, row.mobile)
+        text = templating.render(common.template, row.variables)
+        return phone.e164, self._summarise(common, text)
+
+    async def _campaign(
+        self,
+        account: Account,
+        request: MessageRequest,
+        common: _Common,
+        source: str,
+        batches: Iterator[list[tuple[str, TextSummary]]],
+        *,
+        total_errors: list[dict[str, Any]],
+        total: int | None = None,
+        counters: dict[str, int] | None = None,
+        threaded: bool = False,
+    ) -> Accepted:
+        now = self._clock.now()
+        campaign = CampaignRecord(
+            id=str(uuid.uuid4()),
+            numeric_id=new_verification_id(),
+            transaction_id=str(uuid.uuid4()),
+            account_id=account.id,
+            status="STAGING",
+            channel=common.channel.value,
+            message_type=common.message_type.value,
+            source=source,
+            sender=common.sender,
+            template=common.template,
+            total=0,
+            invalid=0,
+            errors=[],
+            scheduled_at=common.not_before if common.scheduled else None,
+            created_at=now,
+            updated_at=now,
+        )
+        preview: list[TextSummary] = []
+        accepted = 0
+        if not request.dry_run:
+            await self._store.create_campaign(campaign)
+        sentinel: list[tuple[str, TextSummary]] = []
+        try:
+            while True:
+                batch = (
+                    await asyncio.to_thread(next, batches, sentinel)
+                    if threaded
+                    else next(batches, sentinel)
+                )
+                if batch is sentinel:
+                    break
+                for _destination, summary in batch:
+                    if len(preview) < _PREVIEW_ROWS:
+                        preview.append(summary)
+                accepted += len(batch)
+                if request.dry_run:
+                    continue
+                await self._store.stage_campaign_messages(
+                    [
+                        self._message(
+                            account,
+                            common,
+                            destination=destination,
+                            country_code=_country_of(destination),
+                            summary=summary,
+                            transaction_id=campaign.transaction_id,
+                            campaign_id=campaign.id,
+                            status=MessageStatus.HELD,
+                        )
+                        for destination, summary in batch
+                    ]
+                )
+        except InvalidRequestError as error:
+            if not request.dry_run:
+                await self._store.abort_campaign(campaign.id, error.message, self._clock.now())
+            raise
+        except BaseException:
+            if not request.dry_run:
+                await self._store.abort_campaign(campaign.id, "ingest failed", self._clock.now())
+            raise
+        total = total if total is not None else (counters or {}).get("total", accepted)
+        invalid = total - accepted
+        if accepted == 0:
+            if not request.dry_run:
+                await self._store.abort_campaign(
+                    campaign.id, "no valid recipients", self._clock.now()
+                )
+            raise CampaignRefusedError("no valid recipients", total_errors, total)
+        if not request.dry_run:
+            await self._store.release_campaign(
+                campaign.id, total=total, invalid=invalid, errors=total_errors,
+                not_before=common.not_before, now=self._clock.now(),
+            )  # fmt: skip
+            self._on_queued()
+        return Accepted(
+            numeric_id=campaign.numeric_id,
+            transaction_id=campaign.transaction_id,
+            campaign_id=None if request.dry_run else campaign.id,
+            total=total,
+            accepted=accepted,
+            invalid=invalid,
+            errors=total_errors,
+            scheduled_at=campaign.scheduled_at,
+            preview=preview,
+            dry_run=request.dry_run,
+        )
+
+    # -- campaign queries ---------------------------------------------------------------------
+
+    async def campaign(
+        self, account: Account, campaign_id: str
+    ) -> tuple[CampaignRecord, dict[str, int]]:
+        record = await self._store.get_campaign(account.id, campaign_id)
+        if record is None:
+            raise NotFoundError(f"no campaign {campaign_id}")
+        return record, await self._store.campaign_counts(campaign_id)
+
+    def campaign_messages(self, account: Account, campaign_id: str) -> Any:
+        return self._store.campaign_messages(account.id, campaign_id)
+
+    async def cancel_campaign(self, account: Account, campaign_id: str) -> int:
+        await self.campaign(account, campaign_id)
+        return await self._store.cancel_campaign(account.id, campaign_id, self._clock.now())
+
+
+class CampaignRefusedError(InvalidRequestError):
+    """Nothing in a list or file could be sent; the per-entry reasons travel with it."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]], total: int) -> None:
+        super().__init__(message)
+        self.errors = errors
+        self.total = total
+
+
+def _channel(raw: str | None) -> Channel:
+    value = (raw or "").strip().upper()
+    if not value:
+        raise InvalidRequestError("flowType is required (SMS, WHATSAPP, RCS or EMAIL)")
+    if value == "SAUTH":
+        raise InvalidRequestError("flowType SAUTH (silent authentication) is not enabled")
+    try:
+        return Channel(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"flowType '{raw}' is not one of SMS, WHATSAPP, RCS, EMAIL"
+        ) from None
+
+
+def _country_of(e164: str) -> str:
+    import phonenumbers
+
+    return str(phonenumbers.parse(e164).country_code)

@@ -1,0 +1,149 @@
+"""SQL persistence for MessageNow: single messages, campaigns staged then released, reports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from switchboard.domain.campaigns import CampaignRecord
+from switchboard.domain.messages import MessageRecord, MessageStatus
+from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.queue import SqlMessageQueue
+from switchboard.storage.sql.rows import message_record
+from switchboard.storage.sql.tables import campaigns, messages
+
+c = campaigns.c
+m = messages.c
+
+
+def _campaign(row: sa.Row[Any]) -> CampaignRecord:
+    return CampaignRecord(
+        **{k: v for k, v in row._mapping.items() if k in CampaignRecord.__slots__}
+    )
+
+
+class SqlMessagingStore:
+    def __init__(self, database: Database, queue: SqlMessageQueue) -> None:
+        self._db = database
+        self._queue = queue
+
+    async def accept_messages(self, batch: Sequence[MessageRecord]) -> None:
+        async with self._db.write() as connection:
+            await self._queue.enqueue(connection, batch)
+
+    async def create_campaign(self, campaign: CampaignRecord) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                campaigns.insert().values(
+                    {name: getattr(campaign, name) for name in CampaignRecord.__slots__}
+                )
+            )
+
+    async def stage_campaign_messages(self, batch: Sequence[MessageRecord]) -> None:
+        """Insert a batch of a campaign's messages as HELD: none goes out before release."""
+        async with self._db.write() as connection:
+            await self._queue.enqueue(connection, batch)
+
+    async def release_campaign(
+        self,
+        campaign_id: str,
+        *,
+        total: int,
+        invalid: int,
+        errors: list[dict[str, Any]],
+        not_before: datetime,
+        now: datetime,
+    ) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                messages.update()
+                .where(m.campaign_id == campaign_id, m.status == MessageStatus.HELD.value)
+                .values(status=MessageStatus.QUEUED.value, not_before=not_before)
+            )
+            await connection.execute(
+                campaigns.update()
+                .where(c.id == campaign_id)
+                .values(
+                    status="ACCEPTED", total=total, invalid=invalid, errors=errors, updated_at=now
+                )
+            )
+
+    async def abort_campaign(self, campaign_id: str, reason: str, now: datetime) -> None:
+        """A campaign refused while staging: its held messages were never accepted."""
+        async with self._db.write() as connection:
+            await connection.execute(
+                messages.delete().where(
+                    m.campaign_id == campaign_id, m.status == MessageStatus.HELD.value
+                )
+            )
+            await connection.execute(
+                campaigns.update()
+                .where(c.id == campaign_id)
+                .values(status="REJECTED", errors=[{"reason": reason}], updated_at=now)
+            )
+
+    async def get_campaign(self, account_id: str, campaign_id: str) -> CampaignRecord | None:
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(campaigns).where(c.id == campaign_id, c.account_id == account_id)
+                )
+            ).first()
+        return _campaign(row) if row else None
+
+    async def campaign_counts(self, campaign_id: str) -> dict[str, int]:
+        async with self._db.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(m.status, sa.func.count())
+                    .where(m.campaign_id == campaign_id)
+                    .group_by(m.status)
+                )
+            ).all()
+        return {str(status): int(count) for status, count in rows}
+
+    async def campaign_messages(
+        self, account_id: str, campaign_id: str, *, page_size: int = 5000
+    ) -> AsyncIterator[MessageRecord]:
+        """Every message of a campaign in creation order, read in pages (flat memory)."""
+        after = ""
+        while True:
+            async with self._db.read() as connection:
+                rows = (
+                    await connection.execute(
+                        sa.select(messages)
+                        .where(
+                            m.campaign_id == campaign_id, m.account_id == account_id, m.id > after
+                        )
+                        .order_by(m.id)
+                        .limit(page_size)
+                    )
+                ).all()
+            for row in rows:
+                yield message_record(row)
+            if len(rows) < page_size:
+                return
+            after = rows[-1].id
+
+    async def cancel_campaign(self, account_id: str, campaign_id: str, now: datetime) -> int:
+        async with self._db.write() as connection:
+            cancelled = (
+                await connection.execute(
+                    messages.update()
+                    .where(
+                        m.campaign_id == campaign_id,
+                        m.account_id == account_id,
+                        m.status.in_([MessageStatus.QUEUED.value, MessageStatus.HELD.value]),
+                    )
+                    .values(status=MessageStatus.CANCELLED.value, done_at=now, updated_at=now)
+                )
+            ).rowcount
+            await connection.execute(
+                campaigns.update()
+                .where(c.id == campaign_id, c.account_id == account_id)
+                .values(status="CANCELLED", updated_at=now)
+            )
+        return int(cancelled or 0)
