@@ -26,6 +26,7 @@ from switchboard.domain.accounts import LockoutPolicy
 from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
 from switchboard.services.messaging import MessagingService
@@ -89,18 +90,22 @@ def resolve_secrets(settings: Settings) -> Secrets:
 class QueueReportSink:
     """Drivers hand receipts and inbound messages here; they are stored before being acked."""
 
-    def __init__(self, queue: SqlMessageQueue, clock: Clock) -> None:
+    def __init__(self, queue: SqlMessageQueue, clock: Clock, metrics: Metrics) -> None:
         self._queue = queue
         self._clock = clock
+        self._metrics = metrics
 
     async def on_report(self, report: DeliveryReport) -> None:
-        await self._queue.record_report(report, self._clock.now())
+        latency = await self._queue.record_report(report, self._clock.now())
+        self._metrics.receipts.labels(report.connector, report.state.value).inc()
+        if latency is not None:
+            self._metrics.receipt_latency.labels(report.connector).observe(latency)
 
     async def on_inbound(self, message: InboundMessage) -> None:
         await self._queue.record_inbound(message)
 
 
-def build_driver(connector: ConnectorSettings, outbox: SqlOutbox) -> ChannelDriver:
+def build_driver(connector: ConnectorSettings, outbox: SqlOutbox, clock: Clock) -> ChannelDriver:
     """A driver from its connector block; its own options model validates the keys."""
     options = connector.options()
     try:
@@ -109,7 +114,7 @@ def build_driver(connector: ConnectorSettings, outbox: SqlOutbox) -> ChannelDriv
         if connector.type == "smpp":
             from switchboard.channels.smpp.driver import SmppDriver, SmppOptions
 
-            return SmppDriver(connector.name, SmppOptions(**options))
+            return SmppDriver(connector.name, SmppOptions(**options), clock=clock)
         if connector.type == "whatsapp":
             from switchboard.channels.whatsapp import WhatsAppDriver, WhatsAppOptions
 
@@ -168,6 +173,7 @@ class Container:
     drivers: dict[str, ChannelDriver]
     dispatcher: Dispatcher
     sink: QueueReportSink
+    metrics: Metrics
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
 
@@ -220,6 +226,7 @@ class Container:
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
+    metrics = Metrics()
     keys = resolve_secrets(settings)
     if settings.sqlite_path is not None:
         settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +244,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             raise ConfigurationError(
                 f"invalid configuration: connectors: duplicate name '{connector.name}'"
             )
-        drivers[connector.name] = build_driver(connector, outbox)
+        drivers[connector.name] = build_driver(connector, outbox, clock)
     routes = build_routes(settings, set(drivers))
     dispatcher = Dispatcher(
         queue,
@@ -247,6 +254,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         settings.worker,
         test_numbers=frozenset(settings.sandbox.test_numbers),
         fallback_step_timeout_s=settings.otp.fallback_step_timeout_s,
+        metrics=metrics,
     )
     lockout = settings.lockout
     accounts = AccountService(
@@ -296,5 +304,6 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         outbox=outbox,
         drivers=drivers,
         dispatcher=dispatcher,
-        sink=QueueReportSink(queue, clock),
+        sink=QueueReportSink(queue, clock, metrics),
+        metrics=metrics,
     )

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.api import envelope
-from switchboard.api.routes import auth, health, native, verification
+from switchboard.api.routes import auth, health, native, operations, verification
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.observability import get_logger, redact_query
 
@@ -121,4 +121,5 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(verification.router)
     app.include_router(native.router)
     app.include_router(health.router)
+    app.include_router(operations.router)
     return app

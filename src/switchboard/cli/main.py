@@ -310,6 +310,71 @@ def _print_entry(entry: dict[str, Any]) -> None:
     )
 
 
+@app.command()
+def status(
+    url: Annotated[str, typer.Option(help="The server's base URL.")] = "http://127.0.0.1:8080",
+) -> None:
+    """Show connectors, SMPP binds and queue depth of a running server."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/status", timeout=5)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    view = response.json()
+    typer.echo(
+        "queue: " + (", ".join(f"{k}={v}" for k, v in sorted(view["queue"].items())) or "empty")
+    )
+    for connector in view["connectors"]:
+        state = "up" if connector["available"] else "DOWN"
+        typer.echo(f"{connector['name']:<16} {state:<5} {','.join(connector['channels'])}")
+        for bind in connector.get("detail", {}).get("binds", []):
+            last = bind.get("last_bind_status")
+            note = f" last status 0x{last:02X}" if last else ""
+            typer.echo(
+                f"    {bind['name']:<20} {bind['state']:<12} window "
+                f"{bind['outstanding']}/{bind['window']}{note}"
+                + (f" ({bind['last_error']})" if bind.get("last_error") else "")
+            )
+
+
+@app.command("smsc-sim")
+def smsc_sim(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 2775,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    system_id: Annotated[str, typer.Option(help="Accepted system_id.")] = "switchboard",
+    password: Annotated[str, typer.Option(help="Accepted password.")] = "secret",  # noqa: S107
+    receipt_delay: Annotated[float, typer.Option(help="Seconds before each receipt.")] = 1.0,
+    delivered: Annotated[float, typer.Option(help="Share of DELIVRD receipts.")] = 1.0,
+    undelivered: Annotated[float, typer.Option(help="Share of UNDELIV receipts.")] = 0.0,
+    expired: Annotated[float, typer.Option(help="Share of EXPIRED receipts.")] = 0.0,
+    rejected: Annotated[float, typer.Option(help="Share of REJECTD receipts.")] = 0.0,
+    throttle: Annotated[float, typer.Option(help="Share of submits answered 0x58.")] = 0.0,
+    silent: Annotated[bool, typer.Option(help="Never answer submit_sm.")] = False,
+    receipt_before_resp: Annotated[
+        bool, typer.Option(help="Send receipts before submit_sm_resp.")
+    ] = False,
+    hex_ids: Annotated[
+        bool, typer.Option(help="Hex ids in responses, decimal in receipts.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Random seed for the outcome shares.")] = None,
+) -> None:
+    """Run an SMSC simulator with scripted outcomes, for local work and tests."""
+    from switchboard.channels.smpp.simulator import run_simulator
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        typer.echo(f"SMSC simulator on {bound_host}:{bound_port} (system_id {system_id})")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_simulator(
+            host, port, system_id=system_id, password=password, receipt_delay_s=receipt_delay,
+            delivered=delivered, undelivered=undelivered, expired=expired, rejected=rejected,
+            throttle_share=throttle, silent=silent, receipt_before_resp=receipt_before_resp,
+            hex_ids=hex_ids, seed=seed, on_ready=ready,
+        )  # fmt: skip
+
+
 def main() -> None:
     try:
         app()

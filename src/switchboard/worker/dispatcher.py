@@ -20,6 +20,7 @@ from switchboard.clock import Clock
 from switchboard.config import WorkerSettings
 from switchboard.domain.messages import Lane, MessageRecord, MessageStatus
 from switchboard.domain.routing import SANDBOX, Route, choose_connectors
+from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.storage.sql.queue import SqlMessageQueue
 
@@ -38,7 +39,9 @@ class Dispatcher:
         test_numbers: frozenset[str] = frozenset(),
         fallback_step_timeout_s: float = 30.0,
         max_in_flight: int = 200,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._queue = queue
         self._drivers = drivers
         self._routes = routes
@@ -146,11 +149,13 @@ class Dispatcher:
             try:
                 result = await driver.send(outbound)
             except SendError as error:
+                self._metrics.submits.labels(name, error.kind.value.lower()).inc()
                 last_error = error
                 if error.kind is SendErrorKind.TRANSIENT:
                     continue  # failover: the next connector may take it
                 await self._settle_error(message, name, error)
                 return
+            self._metrics.submits.labels(name, "submitted").inc()
             await self._queue.settle_submitted(
                 message.id, self.owner, connector=name, provider_ids=result.provider_ids,
                 segments=result.segments, now=self._clock.now(),

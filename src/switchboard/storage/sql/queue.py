@@ -324,10 +324,11 @@ class SqlMessageQueue:
 
     # -- receipts -------------------------------------------------------------------------
 
-    async def record_report(self, report: DeliveryReport, now: datetime) -> None:
+    async def record_report(self, report: DeliveryReport, now: datetime) -> float | None:
+        """Store a receipt; returns submit-to-final seconds when it settled its message."""
         async with self._db.write() as connection:
             await self._lock_provider_ids(connection, report.connector, [report.provider_id])
-            found = await self._apply_report(
+            found, latency = await self._apply_report(
                 connection,
                 report.connector,
                 report.provider_id,
@@ -348,6 +349,7 @@ class SqlMessageQueue:
                         received_at=now,
                     )
                 )
+        return latency
 
     async def rematch_parked(self, now: datetime, *, expire_after_s: float = 86_400) -> int:
         """Look parked receipts up again; drop those older than the correlation window."""
@@ -359,7 +361,7 @@ class SqlMessageQueue:
                 )
             ).all()
             for receipt in parked:
-                found = await self._apply_report(
+                found, _ = await self._apply_report(
                     connection, receipt.connector, receipt.provider_id, receipt.state,
                     receipt.error_code, receipt.done_at, now,
                 )  # fmt: skip
@@ -393,7 +395,8 @@ class SqlMessageQueue:
         error_code: str | None,
         done_at: datetime | None,
         now: datetime,
-    ) -> bool:
+    ) -> tuple[bool, float | None]:
+        """Apply a receipt to its message part: (whether the id was known, submit-to-final s)."""
         part = (
             await connection.execute(
                 sa.select(message_parts).where(
@@ -403,10 +406,10 @@ class SqlMessageQueue:
             )
         ).first()
         if part is None:
-            return False
+            return False, None
         row = (await connection.execute(sa.select(messages).where(m.id == part.message_id))).one()
         if part.state is not None and delivery.is_final_state(part.state):
-            return True  # a duplicate, or a late intermediate state: final states never change
+            return True, None  # a duplicate, or a late intermediate state: final states never change
         if delivery.is_final_state(state) or state == "UNKNOWN" or part.state is None:
             await connection.execute(
                 message_parts.update()
@@ -434,7 +437,10 @@ class SqlMessageQueue:
                 connection, row.id, row.account_id, state, now, connector=connector,
                 detail=f"part {part.part_no}: {state}" + (f" err {error_code}" if error_code else ""),
             )  # fmt: skip
-            return True
+            return True, None
+        latency = None
+        if status.is_final and row.submitted_at is not None:
+            latency = max(0.0, (now - row.submitted_at).total_seconds())
         await self._change_status(
             connection, row, status, now, connector=connector, error_code=error_code,
             detail=f"receipt {state}" + (f" err {error_code}" if error_code else ""),
@@ -444,7 +450,7 @@ class SqlMessageQueue:
             await self._cancel_later_steps(connection, row, now)
         elif status in delivery.FAILED_FOR_FALLBACK:
             await self._advance_fallback(connection, row, now, failed=True)
-        return True
+        return True, latency
 
     # -- status changes and fallback --------------------------------------------------------
 
