@@ -106,6 +106,8 @@ class AddressPolicy:
     An address is allowed when it is in `allow_networks` (server-side configuration, e.g.
     127.0.0.1/32 for tests) or when it is global, not multicast and not in a range that embeds
     an IPv4 address. IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+    `require_https` and `allowed_ports` (None: any) bind every URL except those whose addresses
+    are all in `allow_networks`: an operator who allow-listed a network trusts it.
     """
 
     def __init__(
@@ -114,28 +116,40 @@ class AddressPolicy:
         *,
         resolver: Resolver = resolve_host,
         allowed_ports: Collection[int] | None = None,
+        require_https: bool = False,
     ) -> None:
         self._allowed = tuple(ip_network(network) for network in allow_networks)
         self._resolver = resolver
         self._allowed_ports = None if allowed_ports is None else frozenset(allowed_ports)
+        self._require_https = require_https
 
     @classmethod
     def from_settings(
         cls, settings: WebhookSettings, *, resolver: Resolver = resolve_host
     ) -> AddressPolicy:
         try:
-            return cls(settings.allow_networks, resolver=resolver)
+            return cls(
+                settings.allow_networks,
+                resolver=resolver,
+                allowed_ports=settings.allowed_ports or None,
+                require_https=settings.require_https,
+            )
         except ValueError as exc:
             raise ConfigurationError(f"webhooks.allow_networks: {exc}") from None
 
     def permits(self, address: IPAddress) -> bool:
+        if self.is_allow_listed(address):
+            return True
         if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        if any(address in network for network in self._allowed):
-            return True
         if address.is_multicast or any(address in network for network in _ALWAYS_DENIED):
             return False
         return address.is_global
+
+    def is_allow_listed(self, address: IPAddress) -> bool:
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._allowed)
 
     async def check(self, url: str) -> Destination:
         """Parse and resolve `url` and check every address; one denied address refuses it all.
@@ -154,13 +168,16 @@ class AddressPolicy:
         port = parsed.port or DEFAULT_PORTS[parsed.scheme]
         if not 0 < port < 65536:
             raise DestinationRefusedError("not a valid port")
-        if self._allowed_ports is not None and port not in self._allowed_ports:
-            raise DestinationRefusedError(f"port {port} is not allowed")
+        exception = self._outside_rules(parsed.scheme, port)
+        if exception is not None and not self._allowed:
+            raise DestinationRefusedError(exception)
         # A fully qualified "name." is the same host; SNI and certificates want it without the dot.
         host = parsed.raw_host.decode("ascii").lower().removesuffix(".")
         addresses = await self._addresses(host, port)
         if not all(self.permits(address) for address in addresses):
             raise DestinationRefusedError(f"{host} is not a public address or resolves to one")
+        if exception is not None and not all(map(self.is_allow_listed, addresses)):
+            raise DestinationRefusedError(exception)
         return Destination(
             scheme=parsed.scheme,
             host=host,
@@ -168,6 +185,14 @@ class AddressPolicy:
             target=parsed.raw_path.decode("ascii"),
             addresses=tuple(_unmapped(address) for address in addresses),
         )
+
+    def _outside_rules(self, scheme: str, port: int) -> str | None:
+        """Why the scheme or port is refused for a public destination; None when allowed."""
+        if self._require_https and scheme != "https":
+            return "only https URLs can be called"
+        if self._allowed_ports is not None and port not in self._allowed_ports:
+            return f"port {port} is not allowed"
+        return None
 
     async def _addresses(self, host: str, port: int) -> tuple[IPAddress, ...]:
         literal = _ip_literal(host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,7 @@ def delivery_payload(
     message_id: str,
     status: str,
     country_code: str,
-    national_number: str,
+    national_number: str | None,
     submitted_at: datetime,
     done_at: datetime | None,
     error_code: int = 0,
@@ -53,8 +54,8 @@ def delivery_payload(
 
     `apiKey`, `clientId` and `countryCode` are null as in the spec's example: the country code
     travels inside `mobile` (country code + national number, digits only, no '+'). Dates are
-    formatted in UTC. Raises ValueError for a status the spec does not list, a malformed number
-    or a naive datetime.
+    formatted in UTC; `mobile` is null when there is no number (an e-mail without one). Raises
+    ValueError for a status the spec does not list, a malformed number or a naive datetime.
     """
     if status not in DELIVERY_STATUSES:
         raise ValueError(f"not a callback status: {status!r}")
@@ -65,7 +66,9 @@ def delivery_payload(
         "status": status,
         "errorCode": error_code,
         "countryCode": None,
-        "mobile": callback_mobile(country_code, national_number),
+        "mobile": None
+        if national_number is None
+        else callback_mobile(country_code, national_number),
         "submitDate": format_callback_date(submitted_at),
         "doneDate": None if done_at is None else format_callback_date(done_at),
     }
@@ -250,3 +253,119 @@ def _as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("datetimes must be timezone-aware")
     return moment.astimezone(UTC)
+
+
+# -- deliveries: one row per event, retried until delivered or dead-lettered ------------------
+
+MESSAGE_STATUS_EVENT = "message.status"
+VERIFICATION_EVENTS = "verification"  # the subscription that adds VerificationEventType events
+EVENT_SUBSCRIPTIONS = frozenset({VERIFICATION_EVENTS})
+ATTEMPT_HISTORY = 5  # attempts kept per delivery (research WO-7)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    DEAD = "DEAD"
+
+
+def new_webhook_id() -> str:
+    """A fresh `webhook-id`: `msg_` and 32 hex digits."""
+    return "msg_" + secrets.token_hex(16)
+
+
+def callback_error_code(error_code: str | None) -> int:
+    """The spec's numeric `errorCode`: a provider code made of digits as its number, else 0.
+
+    SMPP receipts carry `err:` as decimal digits; text codes (sandbox, DSN `5.1.1`) have no
+    number in the spec's vocabulary, and the status already says what happened.
+    """
+    if error_code is None or not error_code.isdigit() or len(error_code) > 9:
+        return 0
+    return int(error_code)
+
+
+def national_number(destination: str, country_code: str) -> str | None:
+    """'+919999999999' with '91' → '9999999999'; None for an e-mail address or a mismatch."""
+    prefix = "+" + country_code
+    rest = destination.removeprefix(prefix)
+    if not country_code or rest == destination or not rest.isdigit():
+        return None
+    return rest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackEndpoint:
+    """An account's callback: its URL, signing secrets, event subscription and disabled state."""
+
+    account_id: str
+    url: str | None
+    secret: str | None
+    previous_secret: str | None
+    rotated_at: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    events: frozenset[str]
+
+    def signing_secrets(self, now: datetime, overlap: timedelta) -> tuple[str, ...]:
+        """The secrets that sign now: the current one, and the previous one for `overlap`
+        after a rotation, so a receiver that has not switched yet still verifies."""
+        if self.secret is None:
+            return ()
+        if (
+            self.previous_secret is not None
+            and self.rotated_at is not None
+            and now < self.rotated_at + overlap
+        ):
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+    @property
+    def active(self) -> bool:
+        return self.url is not None and self.secret is not None and self.disabled_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    """One attempt as kept in a delivery's history; `error` is short and safe to show."""
+
+    attempt: int
+    at: datetime
+    latency_ms: int
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookDelivery:
+    id: str  # the webhook-id
+    account_id: str
+    event_type: str
+    message_id: str | None
+    verification_id: int | None
+    url: str
+    payload: str
+    status: DeliveryState
+    attempts: int  # in the current schedule; a replay starts a new one
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_latency_ms: int | None
+    replays: int
+    recent_attempts: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueDelivery:
+    """A claimed delivery with what sending it needs; `url` None: the account has none now."""
+
+    id: str
+    account_id: str
+    payload: bytes
+    attempts: int
+    url: str | None
+    signing_secrets: tuple[str, ...]
+    endpoint_disabled: bool

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from switchboard.domain.accounts import Account, FailureState
+from switchboard.domain.callbacks import CallbackEndpoint, DeliveryState, WebhookDelivery
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.limits import SendLimits
 from switchboard.domain.messages import MessageRecord
@@ -71,6 +72,46 @@ class VerificationStore(Protocol):
     ) -> tuple[list[MessageRecord], list[dict[str, Any]]]: ...
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[VerificationRecord]: ...
+
+
+class CallbackStore(Protocol):
+    async def get_endpoint(self, account_id: str) -> CallbackEndpoint | None:
+        """None when there is no such account."""
+        ...
+
+    async def update_endpoint(
+        self,
+        account_id: str,
+        now: datetime,
+        *,
+        events: frozenset[str] | None = None,
+        **changes: Any,
+    ) -> CallbackEndpoint | None:
+        """Set `url`, `secret`, `disabled_at`, `disabled_reason` and, if given, the events."""
+        ...
+
+    async def rotate_secret(
+        self, account_id: str, secret: str, now: datetime
+    ) -> CallbackEndpoint | None:
+        """`secret` becomes current; the current one becomes the previous, rotated at `now`."""
+        ...
+
+    async def list_deliveries(
+        self,
+        account_id: str,
+        *,
+        status: DeliveryState | None = None,
+        message_id: str | None = None,
+        limit: int = 50,
+    ) -> list[WebhookDelivery]: ...
+
+    async def get_delivery(self, account_id: str, delivery_id: str) -> WebhookDelivery | None: ...
+
+    async def replay(
+        self, account_id: str, delivery_id: str, now: datetime
+    ) -> WebhookDelivery | None:
+        """Pending and due at `now` with attempts reset, same id; None while it is in flight."""
+        ...
 
 
 class MessagingStore(Protocol):

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-
 _AFTER_COMMIT = "switchboard_after_commit"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,9 +51,20 @@ async def cancel_unsent_messages(
         )  # fmt: skip
 
 
+class VerificationListener:
+    """Called inside the transaction that ends a verification: VERIFIED, FAILED or EXPIRED
+    (customer callbacks)."""
+
+    async def on_verification_ended(
+        self, connection: AsyncConnection, record: VerificationRecord, now: datetime
+    ) -> None:
+        return None
+
+
 class SqlVerificationStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, listener: VerificationListener | None = None) -> None:
         self._db = database
+        self._listener = listener or VerificationListener()
 
     async def _lock_destination(
         self, connection: AsyncConnection, account_id: str, destination: str
@@ -237,6 +249,8 @@ class SqlVerificationStore:
                         )
                     ).one()
                     record = verification_record(fresh)
+                    if record.status is not VerificationStatus.PENDING:
+                        await self._listener.on_verification_ended(connection, record, now)
                 if record.status is not VerificationStatus.PENDING:
                     await cancel_unsent_messages(
                         connection,
@@ -245,11 +259,16 @@ class SqlVerificationStore:
                         f"verification {record.status.value.lower()}",
                     )
             elif result is CheckResult.EXPIRED and record.status is VerificationStatus.PENDING:
-                await connection.execute(
+                expired = await connection.execute(
                     verifications.update()
                     .where(v.id == verification_id, v.status == VerificationStatus.PENDING.value)
                     .values(status=VerificationStatus.EXPIRED.value, ended_at=record.expires_at)
                 )
+                if expired.rowcount == 1:
+                    record = replace(
+                        record, status=VerificationStatus.EXPIRED, ended_at=record.expires_at
+                    )
+                    await self._listener.on_verification_ended(connection, record, now)
             await connection.execute(
                 verification_checks.insert().values(
                     verification_id=verification_id, account_id=account_id,
@@ -333,6 +352,9 @@ class SqlVerificationStore:
             ).all()
             for row in rows:
                 await cancel_unsent_messages(connection, row.id, now, "verification expired")
+                await self._listener.on_verification_ended(
+                    connection, verification_record(row), now
+                )
         return [verification_record(r) for r in rows]
 
 
