@@ -407,9 +407,26 @@ class SqlMessageQueue:
         ).first()
         if part is None:
             return False, None
-        row = (await connection.execute(sa.select(messages).where(m.id == part.message_id))).one()
+        # Lock the message first: the receipts of a multipart message's parts arrive together,
+        # and each must see the others' part states to aggregate them (PostgreSQL).
+        row = (
+            await connection.execute(
+                sa.select(messages).where(m.id == part.message_id).with_for_update()
+            )
+        ).one()
+        part = (
+            await connection.execute(
+                sa.select(message_parts).where(
+                    message_parts.c.message_id == part.message_id,
+                    message_parts.c.part_no == part.part_no,
+                )
+            )
+        ).one()
         if part.state is not None and delivery.is_final_state(part.state):
-            return True, None  # a duplicate, or a late intermediate state: final states never change
+            return (
+                True,
+                None,
+            )  # a duplicate, or a late intermediate state: final states never change
         if delivery.is_final_state(state) or state == "UNKNOWN" or part.state is None:
             await connection.execute(
                 message_parts.update()
