@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.callbacks.sender import WebhookSender
+from switchboard.callbacks.ssrf import AddressPolicy
 from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
 from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
@@ -29,17 +31,20 @@ from switchboard.errors import ConfigurationError
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
+from switchboard.services.callbacks import CallbackService
 from switchboard.services.messaging import MessagingService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
+from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.queue import SqlMessageQueue
 from switchboard.storage.sql.sandbox import SqlOutbox
 from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.worker.dispatcher import Dispatcher
+from switchboard.worker.webhooks import WebhookDispatcher
 
 log = get_logger("switchboard.bootstrap")
 
@@ -174,6 +179,8 @@ class Container:
     dispatcher: Dispatcher
     sink: QueueReportSink
     metrics: Metrics
+    callbacks: CallbackService
+    webhooks: WebhookDispatcher
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
 
@@ -195,6 +202,7 @@ class Container:
         for driver in self.drivers.values():
             await driver.start(self.sink)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
 
     async def _housekeeping(self) -> None:
@@ -209,6 +217,7 @@ class Container:
     async def stop(self) -> None:
         grace = self.settings.server.shutdown_grace_s
         await self.dispatcher.stop(grace)
+        await self.webhooks.stop(grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -220,6 +229,7 @@ class Container:
                 await asyncio.wait_for(driver.close(), timeout=grace or None)
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
+        await self.webhooks.close()
         await self.database.dispose()
         self._started = False
 
@@ -232,7 +242,17 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     database = Database(settings.database_url)
     account_store = SqlAccountStore(database)
-    queue = SqlMessageQueue(database)
+    overlap = timedelta(seconds=settings.webhooks.rotation_overlap_s)
+    callback_store = SqlCallbackStore(database, rotation_overlap=overlap)
+    address_policy = AddressPolicy.from_settings(settings.webhooks)
+    webhooks = WebhookDispatcher(
+        callback_store,
+        WebhookSender.from_settings(settings.webhooks, address_policy, clock=clock),
+        clock,
+        settings.webhooks,
+    )
+    callback_events = SqlCallbackEvents(wake=webhooks.wake)
+    queue = SqlMessageQueue(database, callback_events)
     outbox = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
     drivers: dict[str, ChannelDriver] = {
         SANDBOX: SandboxDriver(
@@ -278,7 +298,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         leeway_s=settings.tokens.leeway_s,
     )
     verification = VerificationService(
-        SqlVerificationStore(database),
+        SqlVerificationStore(database, callback_events),
         clock,
         pepper=keys.otp_pepper,
         otp=settings.otp,
@@ -306,4 +326,12 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         dispatcher=dispatcher,
         sink=QueueReportSink(queue, clock, metrics),
         metrics=metrics,
+        callbacks=CallbackService(
+            callback_store,
+            clock,
+            check_url=address_policy.check,
+            rotation_overlap=overlap,
+            on_queued=webhooks.wake,
+        ),
+        webhooks=webhooks,
     )
