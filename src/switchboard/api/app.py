@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.api import envelope
 from switchboard.api.routes import auth, health, native, operations, verification
+from switchboard.api.routes import callbacks as callback_routes
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.observability import get_logger, redact_query
 
@@ -120,6 +121,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(auth.router)
     app.include_router(verification.router)
     app.include_router(native.router)
+    app.include_router(callback_routes.router)
     app.include_router(health.router)
     app.include_router(operations.router)
     return app

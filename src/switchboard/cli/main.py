@@ -22,8 +22,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 customers_app = typer.Typer(help="Customer accounts.", no_args_is_help=True)
+callbacks_app = typer.Typer(
+    help="Customer callbacks: deliveries, replay, secrets.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
+app.add_typer(callbacks_app, name="callbacks")
 
 ConfigOption = Annotated[
     Path | None,
@@ -159,8 +163,8 @@ def _with_container(config: Path | None, job: Callable[[Any], Awaitable[T]]) -> 
     return _run(main)
 
 
-def _account_view(account: Any) -> dict[str, Any]:
-    return {
+def _account_view(account: Any, endpoint: Any = None) -> dict[str, Any]:
+    view = {
         "customerId": account.id,
         "email": account.email,
         "name": account.name,
@@ -170,6 +174,25 @@ def _account_view(account: Any) -> dict[str, Any]:
         "settings": account.settings,
         "callbackUrl": account.callback_url,
         "createdAt": account.created_at,
+    }
+    if endpoint is not None:
+        view["callback"] = _callback_view(endpoint)
+    return view
+
+
+def _callback_view(endpoint: Any) -> dict[str, Any]:
+    """The operator's view of an endpoint: secrets included, for the customer's receiver."""
+    from switchboard.callbacks.secrets import secret_id
+
+    return {
+        "url": endpoint.url,
+        "secret": endpoint.secret,
+        "secretId": secret_id(endpoint.secret) if endpoint.secret else None,
+        "previousSecret": endpoint.previous_secret,
+        "rotatedAt": endpoint.rotated_at,
+        "events": sorted(endpoint.events),
+        "disabledAt": endpoint.disabled_at,
+        "disabledReason": endpoint.disabled_reason,
     }
 
 
@@ -209,9 +232,10 @@ def customers_show(customer_id: str, config: ConfigOption = None) -> None:
     """Show one customer as JSON."""
 
     async def job(container: Any) -> Any:
-        return await container.accounts.get(customer_id)
+        account = await container.accounts.get(customer_id)
+        return account, await container.callbacks.endpoint(customer_id)
 
-    _print_json(_account_view(_with_container(config, job)))
+    _print_json(_account_view(*_with_container(config, job)))
 
 
 def _parse_setting(raw: str) -> tuple[str, Any]:
@@ -237,6 +261,10 @@ def customers_update(
     callback_url: Annotated[
         str | None, typer.Option(help="Delivery report callback URL ('' to remove).")
     ] = None,
+    callback_events: Annotated[
+        str | None,
+        typer.Option(help="Extra callback events, comma-separated: verification ('' for none)."),
+    ] = None,
     setting: Annotated[
         list[str] | None,
         typer.Option(
@@ -258,13 +286,68 @@ def customers_update(
             enabled=enable,
             unlock=unlock,
             settings=settings or None,
-            callback_url=callback_url,
         )
         if revoke_tokens:
             account = await container.accounts.revoke_tokens(customer_id)
-        return account
+        endpoint = await container.callbacks.endpoint(customer_id)
+        if callback_url is not None or callback_events is not None:
+            events = None
+            if callback_events is not None:
+                events = [e for e in callback_events.split(",") if e.strip()]
+            url = endpoint.url if callback_url is None else callback_url
+            endpoint = (
+                await container.callbacks.configure(customer_id, url, events=events)
+            ).endpoint
+            account = await container.accounts.get(customer_id)
+        return account, endpoint
 
-    _print_json(_account_view(_with_container(config, job)))
+    _print_json(_account_view(*_with_container(config, job)))
+
+
+@callbacks_app.command("deliveries")
+def callbacks_deliveries(
+    customer_id: str,
+    status: Annotated[
+        str | None, typer.Option(help="Only PENDING, DELIVERED or DEAD deliveries.")
+    ] = None,
+    message_id: Annotated[str | None, typer.Option(help="Only this message's.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    config: ConfigOption = None,
+) -> None:
+    """List a customer's recent callback deliveries with their last attempts (JSON lines)."""
+    from switchboard.api.routes.callbacks import delivery_view
+
+    async def job(container: Any) -> Any:
+        return await container.callbacks.deliveries(
+            customer_id, status=status, message_id=message_id, limit=limit
+        )
+
+    for delivery in _with_container(config, job):
+        typer.echo(json.dumps(delivery_view(delivery)))
+
+
+@callbacks_app.command("replay")
+def callbacks_replay(customer_id: str, delivery_id: str, config: ConfigOption = None) -> None:
+    """Queue a delivery again (e.g. a dead-lettered one): same webhook-id, new schedule.
+
+    A running worker sends it within its poll interval.
+    """
+    from switchboard.api.routes.callbacks import delivery_view
+
+    async def job(container: Any) -> Any:
+        return await container.callbacks.replay(customer_id, delivery_id)
+
+    _print_json(delivery_view(_with_container(config, job)))
+
+
+@callbacks_app.command("rotate-secret")
+def callbacks_rotate_secret(customer_id: str, config: ConfigOption = None) -> None:
+    """Give a customer a new signing secret; the old one keeps signing beside it for 24 h."""
+
+    async def job(container: Any) -> Any:
+        return (await container.callbacks.rotate_secret(customer_id)).endpoint
+
+    _print_json(_callback_view(_with_container(config, job)))
 
 
 @app.command()

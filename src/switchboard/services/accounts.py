@@ -101,8 +101,8 @@ class AccountService:
         enabled: bool | None = None,
         unlock: bool = False,
         settings: dict[str, Any] | None = None,
-        callback_url: str | None = None,
     ) -> domain.Account:
+        """Change credentials, access and settings; the callback is CallbackService's."""
         account = await self.get(customer_id)
         changes: dict[str, Any] = {}
         if password is not None:
@@ -119,8 +119,6 @@ class AccountService:
             )
         if settings is not None:
             changes["settings"] = {**account.settings, **settings}
-        if callback_url is not None:
-            changes["callback_url"] = callback_url or None
         if not changes:
             return account
         updated = await self._store.update_account(customer_id, self._clock.now(), **changes)
