@@ -15,7 +15,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.api import envelope
-from switchboard.api.routes import auth, health, native, operations, verification
+from switchboard.api.routes import (
+    auth,
+    health,
+    native,
+    operations,
+    provider_webhooks,
+    verification,
+)
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.observability import get_logger, redact_query
@@ -124,4 +131,5 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(callback_routes.router)
     app.include_router(health.router)
     app.include_router(operations.router)
+    app.include_router(provider_webhooks.router)
     return app
