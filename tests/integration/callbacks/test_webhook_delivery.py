@@ -1,7 +1,8 @@
 """Webhook delivery against real HTTP receivers on 127.0.0.1: signatures, status codes, limits.
 
-The receiver is a plain asyncio HTTP/1.1 server with a scripted handler per test, so a test can
-redirect, stall, trickle or stream without end; every server is stopped at teardown.
+The receiver (`switchboard.testing.callback_receiver`) is a plain asyncio HTTP/1.1 server with
+a scripted handler per test, so a test can redirect, stall, trickle or stream without end;
+every server is stopped at teardown.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -32,9 +32,15 @@ from switchboard.domain.callbacks import (
     delivery_payload,
     encode_payload,
 )
+from switchboard.testing.callback_receiver import (
+    ReceivedRequest,
+    Receiver,
+    Receivers,
+    answer,
+    respond,
+)
 
 LOOPBACK_ONLY = ["127.0.0.1/32"]
-MAX_REQUESTS_PER_CONNECTION = 100
 BODY = encode_payload(
     delivery_payload(
         message_id="a2e87214-d18c-4a2e-b7f4-802c4465a9b9",
@@ -45,126 +51,6 @@ BODY = encode_payload(
         done_at=datetime(2023, 11, 2, 13, 59, 22, tzinfo=UTC),
     )
 )
-
-
-@dataclass(frozen=True)
-class ReceivedRequest:
-    method: str
-    target: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-Handler = Callable[[ReceivedRequest, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def respond(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: bytes = b"",
-    headers: Sequence[tuple[str, str]] = (),
-) -> None:
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        f"Content-Length: {len(body)}",
-        *(f"{name}: {value}" for name, value in headers),
-    ]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-    await writer.drain()
-
-
-def answer(status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> Handler:
-    async def handler(request: ReceivedRequest, writer: asyncio.StreamWriter) -> None:
-        await respond(writer, status, body, headers)
-
-    return handler
-
-
-async def read_request(reader: asyncio.StreamReader) -> ReceivedRequest | None:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise
-        return None
-    request_line, *lines = head.decode("latin-1").split("\r\n")[:-2]
-    method, target, _ = request_line.split(" ")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return ReceivedRequest(method, target, headers, body)
-
-
-class Receiver:
-    """An HTTP/1.1 server on 127.0.0.1 at a free port; records connections and requests."""
-
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._handler = handler
-        self._ssl_context = ssl_context
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[object]] = set()
-        self.port = 0
-        self.connections = 0
-        self.requests: list[ReceivedRequest] = []
-
-    def url(self, path: str = "/hook", *, host: str = "127.0.0.1", scheme: str = "http") -> str:
-        return f"{scheme}://{host}:{self.port}{path}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=self._ssl_context
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        try:
-            for _ in range(MAX_REQUESTS_PER_CONNECTION):
-                request = await read_request(reader)
-                if request is None:
-                    return
-                self.requests.append(request)
-                await self._handler(request, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            return
-        except asyncio.CancelledError:
-            # stop() cancels handlers; ending quietly keeps asyncio's stream callback (3.11)
-            # from logging the cancellation as an error.
-            return
-        finally:
-            writer.close()
-            self._tasks.discard(task)
-
-
-class Receivers:
-    def __init__(self) -> None:
-        self._started: list[Receiver] = []
-
-    async def start(
-        self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None
-    ) -> Receiver:
-        receiver = Receiver(handler, ssl_context)
-        await receiver.start()
-        self._started.append(receiver)
-        return receiver
-
-    async def stop_all(self) -> None:
-        for receiver in self._started:
-            await receiver.stop()
 
 
 @pytest.fixture
