@@ -1,0 +1,1 @@
+"""Reading customer uploads (bulk-send spreadsheets) safely, and writing safe CSV exports."""
