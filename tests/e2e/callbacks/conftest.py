@@ -49,6 +49,7 @@ async def start_container(
     started: list[Container] = []
 
     async def start(webhooks: dict[str, Any] | None = None, **overrides: Any) -> Container:
+        overrides.setdefault("tokens", {"ttl_s": 30 * 86400})  # tests move the clock by days
         settings = make_settings(webhooks={**CALLBACK_SETTINGS, **(webhooks or {})}, **overrides)
         built = build_container(settings, clock=clock)
         started.append(built)
