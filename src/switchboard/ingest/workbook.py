@@ -20,6 +20,8 @@ from switchboard.ingest.archive import UploadArchive
 from switchboard.ingest.limits import MIB, UploadLimits, UploadRejectedError, UploadTooLargeError
 
 _MAX_TOKEN_BYTES: Final = 1 * MIB
+# Expat keeps every open tag; SpreadsheetML nests about six deep.
+MAX_DEPTH: Final = 64
 _MAX_RELATIONSHIPS: Final = 10_000
 # Excel allows about 64,000 cell formats per workbook.
 _MAX_STYLES: Final = 100_000
@@ -121,11 +123,8 @@ def _refuse_external_entity(*_: object) -> int:
     raise UploadRejectedError("the workbook's XML references an external entity")
 
 
-MAX_DEPTH: Final = 64
-
-
 class _DepthGuard:
-    """Bounds element nesting: Expat keeps every open tag, so depth is memory."""
+    """Bounds element nesting for handlers that do not do it themselves."""
 
     def __init__(self, handler: XmlHandler, part: str) -> None:
         self._start = handler.start
@@ -379,6 +378,10 @@ class SharedStrings:
 
 
 class _SharedStringsReader(_PartHandler):
+    """One entry per `<si>`: its `<t>` texts joined, phonetic (`<rPh>`) runs left out."""
+
+    bounds_depth = True  # a million strings: the depth guard's extra call per element shows
+
     def __init__(self, strings: SharedStrings) -> None:
         self._strings = strings
         self._si = spreadsheet_names("si")
@@ -389,8 +392,12 @@ class _SharedStringsReader(_PartHandler):
         self._max_chars = strings.max_chars
         self._collecting = False
         self._in_phonetic = False
+        self._depth = 0
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise UploadRejectedError("the shared strings nest elements too deeply")
         if name in self._t:
             self._collecting = not self._in_phonetic
         elif name in self._phonetic:
@@ -400,6 +407,7 @@ class _SharedStringsReader(_PartHandler):
             self._length = 0
 
     def end(self, name: str) -> None:
+        self._depth -= 1
         if name in self._t:
             self._collecting = False
         elif name in self._phonetic:

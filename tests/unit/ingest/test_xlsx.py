@@ -609,3 +609,10 @@ def test_memory_stays_flat_while_streaming_many_rows() -> None:
         tracemalloc.stop()
     assert count == 30_000
     assert peak < 2 * 1024 * 1024  # 30,000 rows kept would take well over 5 MB
+
+
+def test_deeply_nested_shared_strings_are_refused() -> None:
+    deep = "<x>" * 1000 + "</x>" * 1000
+    strings = shared_strings_xml(["a"]).replace("<si>", f"<si>{deep}")
+    error = refusal(package(HEADER, parts={"xl/sharedStrings.xml": strings}))
+    assert "nest elements too deeply" in error.message
