@@ -61,13 +61,19 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        reap_every = max(1.0, self._settings.lease_s / 4)
-        last_reap = 0.0
+        # Renew well before expiry; reap at the same pace (a dead worker's leases run out).
+        renew_every = self._settings.lease_s / 3
+        last_renew = loop_time = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
-                if loop.time() - last_reap >= reap_every:
-                    last_reap = loop.time()
+                loop_time = loop.time()
+                if loop_time - last_renew >= renew_every:
+                    last_renew = loop_time
+                    if self._in_flight:
+                        await self._queue.renew_leases(
+                            self.owner, self._clock.now(), self._settings.lease_s
+                        )
                     await self._queue.reap_expired_leases(self._clock.now())
                 claimed = await self._claim()
             except Exception:  # a database hiccup must not kill the worker
@@ -97,7 +103,10 @@ class Dispatcher:
         )
         if not batch:
             return 0
-        await self._queue.mark_dispatched(self.owner, [x.id for x in batch], self._clock.now())
+        # Bulk is marked per batch (a crash re-sends it: at-least-once); an OTP right before its
+        # own send, so a crash leaves as few as possible UNKNOWN and never sends one twice.
+        bulk = [x.id for x in batch if x.lane is not Lane.OTP]
+        await self._queue.mark_dispatched(self.owner, bulk, self._clock.now())
         for message in batch:
             await self._slots.acquire()
             task = asyncio.create_task(self._send_guarded(message))
@@ -138,6 +147,8 @@ class Dispatcher:
             )  # fmt: skip
             return
         outbound = _outbound(message)
+        if message.lane is Lane.OTP:
+            await self._queue.mark_dispatched(self.owner, [message.id], now)
         last_error: SendError | None = None
         for name in names:
             driver = self._drivers.get(name)

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from switchboard.storage.sql import inline_sqlite
+
 _AFTER_COMMIT = "switchboard_after_commit"
 
 
@@ -42,16 +44,19 @@ def sync_url(database_url: str) -> str:
     return database_url
 
 
-def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(path: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}
+        "sqlite+aiosqlite:///" + path,
+        async_creator=inline_sqlite.connector(path),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver so that BEGIN IMMEDIATE can be issued:
-        # a writer then waits for the lock up front instead of failing on upgrade.
-        dbapi_connection.isolation_level = None
+        # The connection is in autocommit mode, so the BEGIN below is ours to choose: a
+        # writer takes the lock up front (IMMEDIATE) instead of failing on upgrade.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -78,8 +83,9 @@ class Database:
         self.dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
         url = async_url(database_url)
         if self.dialect == "sqlite":
-            self._writer = _sqlite_engine(url, immediate=True, pool_size=1)
-            self._reader = _sqlite_engine(url, immediate=False, pool_size=pool_size)
+            path = database_url.removeprefix("sqlite:///")
+            self._writer = _sqlite_engine(path, immediate=True, pool_size=1)
+            self._reader = _sqlite_engine(path, immediate=False, pool_size=2)
         else:
             self._writer = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True

@@ -154,6 +154,16 @@ class SqlMessageQueue:
                 .values(dispatched_at=now)
             )
 
+    async def renew_leases(self, owner: str, now: datetime, lease_s: float) -> int:
+        """Extend every lease this worker holds: a live worker never loses its messages."""
+        async with self._db.write() as connection:
+            renewed = await connection.execute(
+                messages.update()
+                .where(m.lease_owner == owner, m.status == MessageStatus.SENDING.value)
+                .values(lease_until=now + timedelta(seconds=lease_s))
+            )
+        return int(renewed.rowcount or 0)
+
     async def reap_expired_leases(self, now: datetime) -> int:
         """Return the messages of dead workers to the queue; dispatched OTPs become UNKNOWN."""
         async with self._db.write() as connection:
