@@ -208,7 +208,7 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
             plan = (verification.channel, *verification.fallback)
             previous = plan[min(fresh.step, len(plan)) - 1]
             await self._add_verification_event(
-                connection, endpoint, verification, VerificationEventType.FALLBACK, now,
+                connection, endpoint, verification, VerificationEventType.FALLBACK, now, now,
                 channel=previous.value, next_channel=fresh.channel,
             )  # fmt: skip
 
@@ -222,7 +222,7 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
         if endpoint is None or not endpoint.active or VERIFICATION_EVENTS not in endpoint.events:
             return
         await self._add_verification_event(
-            connection, endpoint, record, event_type, record.ended_at or now,
+            connection, endpoint, record, event_type, record.ended_at or now, now,
             channel=record.channel.value,
         )  # fmt: skip
 
@@ -263,6 +263,7 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
         verification: VerificationRecord,
         event_type: VerificationEventType,
         occurred_at: datetime,
+        now: datetime,
         *,
         channel: str,
         next_channel: str | None = None,
@@ -285,7 +286,7 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
         )
         await add_delivery(
             connection, endpoint, event_type=event_type.value,
-            payload=verification_event_payload(event), now=occurred_at,
+            payload=verification_event_payload(event), now=now,
             verification_id=verification.id, webhook_id=webhook_id,
         )  # fmt: skip
         after_commit(connection, self._wake)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from switchboard.storage.sql import inline_sqlite
 
-_AFTER_COMMIT = "switchboard_after_commit"
+# Hooks of the open write() transactions. Kept beside the connection, not in its `info`:
+# reading `info` of a connection invalidated by a cancellation raises, and must not replace
+# the CancelledError on the way out.
+_after_commit: weakref.WeakKeyDictionary[AsyncConnection, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def after_commit(connection: AsyncConnection, hook: Callable[[], None]) -> None:
@@ -21,7 +27,7 @@ def after_commit(connection: AsyncConnection, hook: Callable[[], None]) -> None:
     For wake-ups: a worker woken before the commit would not see the new rows (PostgreSQL).
     Hooks of a transaction that rolls back never run; outside `write()` the hook runs at once.
     """
-    hooks: list[Callable[[], None]] | None = connection.info.get(_AFTER_COMMIT)
+    hooks = _after_commit.get(connection)
     if hooks is None:
         hook()
     elif hook not in hooks:
@@ -100,12 +106,11 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         hooks: list[Callable[[], None]] = []
         async with self._writer.begin() as connection:
-            connection.info[_AFTER_COMMIT] = hooks
+            _after_commit[connection] = hooks
             try:
                 yield connection
             finally:
-                # info belongs to the pooled DBAPI connection: never leak into the next checkout
-                del connection.info[_AFTER_COMMIT]
+                _after_commit.pop(connection, None)
         for hook in hooks:
             hook()
 
