@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.conftest import TEST_KEY, TEST_PEPPER
 
 from switchboard.channels.smpp.simulator import SimulatorBehaviour, SmscSimulator
 from switchboard.storage.sql.engines import sync_url
-from tests.conftest import TEST_KEY, TEST_PEPPER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -118,13 +118,10 @@ async def wait_healthy(base_url: str, timeout_s: float = 30) -> None:
 def counts(database_url: str) -> tuple[Counter[str], int, int]:
     engine = sa.create_engine(sync_url(database_url))
     with engine.connect() as connection:
-        statuses = Counter(
-            dict(
-                connection.execute(
-                    sa.text("SELECT status, count(*) FROM messages GROUP BY status")
-                ).all()
-            )  # type: ignore[arg-type]
-        )
+        rows = connection.execute(
+            sa.text("SELECT status, count(*) FROM messages GROUP BY status")
+        ).all()
+        statuses: Counter[str] = Counter({str(status): int(count) for status, count in rows})
         reclaimed = connection.execute(
             sa.text("SELECT coalesce(sum(attempts - 1), 0) FROM messages WHERE attempts > 1")
         ).scalar_one()
