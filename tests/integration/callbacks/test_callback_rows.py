@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -152,3 +153,23 @@ async def test_after_commit_hooks_run_once_per_transaction_and_at_once_outside_o
         after_commit(connection, hook)
 
     assert calls == ["hook", "hook"]
+
+
+async def test_a_write_cancelled_mid_statement_ends_with_cancelled_error(
+    store_only: Container,
+) -> None:
+    if store_only.database.is_sqlite:
+        pytest.skip("aiosqlite cannot interrupt a statement; psycopg invalidates the connection")
+
+    async def slow_write() -> None:
+        async with store_only.database.write() as connection:
+            await connection.execute(sa.text("SELECT pg_sleep(10)"))
+
+    task = asyncio.create_task(slow_write())
+    await asyncio.sleep(0.3)
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
+    async with store_only.database.write() as connection:  # the pool recovers
+        assert await connection.scalar(sa.text("SELECT 1")) == 1
