@@ -321,3 +321,36 @@ async def test_campaigns_of_other_customers_are_not_visible(
     view = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=other.headers())
     assert view.json()["responseCode"] == 400
     assert "no campaign" in view.json()["errorMessage"]
+
+
+async def test_campaign_report_lists_every_recipient_as_json_and_csv(
+    mc: MessageCentralClient,
+) -> None:
+    response = await mc.http.post(
+        SEND,
+        params={"type": "SMS", "flowType": "SMS", "senderId": "ACMEIN", "message": "m",
+                "phoneNumbers": "91 9816111111, 91 9816111112, 91 9816111113"},
+        headers=mc.headers(),
+    )  # fmt: skip
+    campaign_id = response.json()["data"]["campaignId"]
+
+    async def done() -> bool:
+        view = await mc.http.get(f"/api/v1/campaigns/{campaign_id}", headers=mc.headers())
+        return bool(view.json()["data"]["delivered"] == 3)
+
+    await eventually(done)
+    report = await mc.http.get(f"/api/v1/campaigns/{campaign_id}/report", headers=mc.headers())
+    recipients = report.json()["data"]["recipients"]
+    assert sorted(r["destination"] for r in recipients) == [
+        "+919816111111", "+919816111112", "+919816111113",
+    ]  # fmt: skip
+    assert {r["deliveryStatus"] for r in recipients} == {"DELIVRD"}
+    csv_report = await mc.http.get(
+        f"/api/v1/campaigns/{campaign_id}/report", params={"format": "csv"}, headers=mc.headers()
+    )
+    assert csv_report.headers["content-type"].startswith("text/csv")
+    lines = csv_report.text.strip().splitlines()
+    assert lines[0].startswith("messageId,destination,status,deliveryStatus")
+    assert len(lines) == 4
+    # '+' opens a formula in spreadsheets: the cell is neutralised with a quote
+    assert all(",'+9198161111" in line for line in lines[1:])

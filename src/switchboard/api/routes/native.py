@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from switchboard.api import envelope
 from switchboard.api.dependencies import AccountDep, ContainerDep
 from switchboard.domain.messages import MessageRecord
 from switchboard.errors import NotFoundError
+from switchboard.ingest.csv_export import write_csv_rows
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -170,3 +175,65 @@ async def cancel_campaign(
 ) -> dict[str, Any]:
     cancelled = await container.messaging.cancel_campaign(account, campaign_id)
     return envelope.success({"campaignId": campaign_id, "cancelled": cancelled})
+
+
+_REPORT_COLUMNS = (
+    "messageId", "destination", "status", "deliveryStatus", "errorCode", "segments",
+    "submittedAt", "doneAt",
+)  # fmt: skip
+
+
+def _report_row(message: MessageRecord) -> tuple[str | int | None, ...]:
+    return (
+        message.id,
+        message.destination,
+        message.status.value,
+        message.status.report_name,
+        message.error_code,
+        message.segments,
+        message.submitted_at.isoformat() if message.submitted_at else None,
+        message.done_at.isoformat() if message.done_at else None,
+    )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/report",
+    summary="Each recipient with its message id and delivery status (JSON or CSV)",
+)
+async def campaign_report(
+    campaign_id: str,
+    container: ContainerDep,
+    account: AccountDep,
+    report_format: str = Query(default="json", alias="format", pattern="^(json|csv)$"),
+) -> StreamingResponse:
+    campaign, _ = await container.messaging.campaign(account, campaign_id)
+    rows = container.messaging.campaign_messages(account, campaign.id)
+
+    async def csv_chunks() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        write_csv_rows(buffer, [_REPORT_COLUMNS])
+        async for message in rows:
+            write_csv_rows(buffer, [_report_row(message)])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    async def json_chunks() -> AsyncIterator[str]:
+        yield '{"responseCode":200,"message":"SUCCESS","data":{"campaignId":'
+        yield json.dumps(campaign.id) + ',"recipients":['
+        first = True
+        async for message in rows:
+            item = dict(zip(_REPORT_COLUMNS, _report_row(message), strict=True))
+            yield ("" if first else ",") + json.dumps(item)
+            first = False
+        yield "]}}"
+
+    if report_format == "csv":
+        return StreamingResponse(
+            csv_chunks(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="campaign-{campaign.id}.csv"'},
+        )
+    return StreamingResponse(json_chunks(), media_type="application/json")
