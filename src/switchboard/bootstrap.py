@@ -43,6 +43,7 @@ from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.queue import SqlMessageQueue
 from switchboard.storage.sql.sandbox import SqlOutbox
 from switchboard.storage.sql.verifications import SqlVerificationStore
+from switchboard.worker.batching import GroupCommit
 from switchboard.worker.dispatcher import Dispatcher
 from switchboard.worker.webhooks import WebhookDispatcher
 
@@ -93,15 +94,23 @@ def resolve_secrets(settings: Settings) -> Secrets:
 
 
 class QueueReportSink:
-    """Drivers hand receipts and inbound messages here; they are stored before being acked."""
+    """Drivers hand receipts and inbound messages here; they are stored before being acked.
+
+    Receipts that arrive together are stored together (group commit), each caller still
+    waiting for its own to be durable.
+    """
 
     def __init__(self, queue: SqlMessageQueue, clock: Clock, metrics: Metrics) -> None:
         self._queue = queue
         self._clock = clock
         self._metrics = metrics
+        self._reports: GroupCommit[DeliveryReport, float | None] = GroupCommit(self._store)
+
+    async def _store(self, reports: list[DeliveryReport]) -> list[float | None]:
+        return await self._queue.record_reports(reports, self._clock.now())
 
     async def on_report(self, report: DeliveryReport) -> None:
-        latency = await self._queue.record_report(report, self._clock.now())
+        latency = await self._reports.submit(report)
         self._metrics.receipts.labels(report.connector, report.state.value).inc()
         if latency is not None:
             self._metrics.receipt_latency.labels(report.connector).observe(latency)

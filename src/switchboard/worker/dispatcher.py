@@ -22,7 +22,8 @@ from switchboard.domain.messages import Lane, MessageRecord, MessageStatus
 from switchboard.domain.routing import SANDBOX, Route, choose_connectors
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
-from switchboard.storage.sql.queue import SqlMessageQueue
+from switchboard.storage.sql.queue import SqlMessageQueue, Submitted
+from switchboard.worker.batching import GroupCommit
 
 log = get_logger("switchboard.worker")
 
@@ -42,6 +43,8 @@ class Dispatcher:
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._settler: GroupCommit[Submitted, int] = GroupCommit(self._settle_submitted)
+        self._marker: GroupCommit[str, int] = GroupCommit(self._mark_dispatched)
         self._queue = queue
         self._drivers = drivers
         self._routes = routes
@@ -148,7 +151,7 @@ class Dispatcher:
             return
         outbound = _outbound(message)
         if message.lane is Lane.OTP:
-            await self._queue.mark_dispatched(self.owner, [message.id], now)
+            await self._marker.submit(message.id)
         last_error: SendError | None = None
         for name in names:
             driver = self._drivers.get(name)
@@ -167,10 +170,9 @@ class Dispatcher:
                 await self._settle_error(message, name, error)
                 return
             self._metrics.submits.labels(name, "submitted").inc()
-            await self._queue.settle_submitted(
-                message.id, self.owner, connector=name, provider_ids=result.provider_ids,
-                segments=result.segments, now=self._clock.now(),
-                next_step_delay_s=self._step_timeout_s,
+            await self._settler.submit(
+                Submitted(message=message, connector=name, provider_ids=result.provider_ids,
+                          segments=result.segments)
             )  # fmt: skip
             return
         await self._settle_error(
@@ -178,6 +180,16 @@ class Dispatcher:
             None,
             last_error or SendError(SendErrorKind.TRANSIENT, "no connector can carry this channel"),
         )
+
+    async def _mark_dispatched(self, ids: list[str]) -> list[int]:
+        await self._queue.mark_dispatched(self.owner, ids, self._clock.now())
+        return [1] * len(ids)
+
+    async def _settle_submitted(self, items: list[Submitted]) -> list[int]:
+        await self._queue.settle_submitted_batch(
+            self.owner, items, now=self._clock.now(), next_step_delay_s=self._step_timeout_s
+        )
+        return [1] * len(items)
 
     async def _settle_error(
         self, message: MessageRecord, connector: str | None, error: SendError

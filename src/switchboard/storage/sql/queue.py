@@ -10,7 +10,8 @@ after (the worker died mid-send) makes bulk messages retry and OTPs UNKNOWN, nev
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,30 @@ from switchboard.storage.sql.tables import (
 )
 
 m = messages.c
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A message a driver submitted, waiting to be settled."""
+
+    message: MessageRecord
+    connector: str
+    provider_ids: tuple[str, ...]
+    segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Receipt:
+    connector: str
+    provider_id: str
+    state: str
+    error_code: str | None
+    done_at: datetime | None
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 class StatusListener:
@@ -75,6 +100,94 @@ async def add_event(
             at=now,
         )
     )
+
+
+class _ReceiptChanges:
+    """What a batch of receipts changes, gathered in memory and written with executemany."""
+
+    def __init__(self, now: datetime, current: dict[str, MessageStatus]) -> None:
+        self.now = now
+        self.current = current
+        self.part_updates: dict[tuple[str, int], dict[str, Any]] = {}
+        self.message_updates: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.changes: list[tuple[sa.Row[Any], MessageStatus, str | None]] = []
+
+    def apply(
+        self,
+        receipt: _Receipt,
+        part: sa.Row[Any],
+        row: sa.Row[Any],
+        part_states: dict[int, str | None],
+    ) -> float | None:
+        """Record one receipt; returns submit-to-final seconds when it settles the message."""
+        existing = part_states.get(part.part_no)
+        if existing is not None and delivery.is_final_state(existing):
+            return None
+        now = self.now
+        err = f" err {receipt.error_code}" if receipt.error_code else ""
+        if delivery.is_final_state(receipt.state) or receipt.state == "UNKNOWN" or existing is None:
+            part_states[part.part_no] = receipt.state
+            self.part_updates[(part.message_id, part.part_no)] = {
+                "b_message_id": part.message_id, "b_part_no": part.part_no,
+                "b_state": receipt.state, "b_error_code": receipt.error_code,
+                "b_done_at": receipt.done_at or now,
+            }  # fmt: skip
+        status = (
+            delivery.status_for_state(receipt.state)
+            if len(part_states) == 1
+            else delivery.aggregate_parts(part_states.values())
+        )
+        if status is None or not can_transition(self.current[row.id], status):
+            self.events.append(
+                {"message_id": row.id, "account_id": row.account_id, "status": receipt.state,
+                 "connector": receipt.connector, "at": now,
+                 "detail": f"part {part.part_no}: {receipt.state}{err}"}
+            )  # fmt: skip
+            return None
+        self.current[row.id] = status
+        self.message_updates[row.id] = {
+            "b_id": row.id, "b_status": status.value, "b_error_code": receipt.error_code,
+            "b_done_at": (receipt.done_at or now) if status.is_final else row.done_at,
+        }  # fmt: skip
+        self.events.append(
+            {"message_id": row.id, "account_id": row.account_id, "status": status.value,
+             "connector": receipt.connector, "at": now, "detail": f"receipt {receipt.state}{err}"}
+        )  # fmt: skip
+        self.changes.append((row, status, receipt.error_code))
+        if status.is_final and row.submitted_at is not None:
+            return max(0.0, float((now - row.submitted_at).total_seconds()))
+        return None
+
+    async def write(self, connection: AsyncConnection) -> None:
+        if self.part_updates:
+            await connection.execute(
+                message_parts.update()
+                .where(
+                    message_parts.c.message_id == sa.bindparam("b_message_id"),
+                    message_parts.c.part_no == sa.bindparam("b_part_no"),
+                )
+                .values(
+                    state=sa.bindparam("b_state"),
+                    error_code=sa.bindparam("b_error_code"),
+                    done_at=sa.bindparam("b_done_at"),
+                ),
+                list(self.part_updates.values()),
+            )
+        if self.message_updates:
+            await connection.execute(
+                messages.update()
+                .where(m.id == sa.bindparam("b_id"))
+                .values(
+                    status=sa.bindparam("b_status"),
+                    error_code=sa.bindparam("b_error_code"),
+                    done_at=sa.bindparam("b_done_at"),
+                    updated_at=self.now,
+                ),
+                list(self.message_updates.values()),
+            )
+        if self.events:
+            await connection.execute(message_events.insert(), self.events)
 
 
 class SqlMessageQueue:
@@ -227,54 +340,130 @@ class SqlMessageQueue:
         now: datetime,
         next_step_delay_s: float,
     ) -> bool:
-        """The carrier took it: store its ids, redact the OTP, arm the next fallback step."""
-        async with self._db.write() as connection:
+        """The carrier took one message (see settle_submitted_batch)."""
+        row = await self.get_leased(message_id, owner)
+        if row is None:
+            return False
+        settled = await self.settle_submitted_batch(
+            owner,
+            [Submitted(message=row, connector=connector, provider_ids=tuple(provider_ids),
+                       segments=segments)],
+            now=now,
+            next_step_delay_s=next_step_delay_s,
+        )  # fmt: skip
+        return bool(settled)
+
+    async def get_leased(self, message_id: str, owner: str) -> MessageRecord | None:
+        async with self._db.read() as connection:
             row = await self._leased(connection, message_id, owner)
-            if row is None:
-                return False
-            await self._lock_provider_ids(connection, connector, provider_ids)
-            await self._change_status(
-                connection, row, MessageStatus.SUBMITTED, now, connector=connector,
-                extra={
-                    "connector": connector, "segments": segments, "submitted_at": now,
-                    "lease_owner": None, "lease_until": None, "otp_code": None,
-                    "body": redact_code(row.body, row.otp_code),
-                },
-            )  # fmt: skip
-            if provider_ids:
-                await connection.execute(
-                    message_parts.insert(),
-                    [
-                        {"message_id": message_id, "part_no": n, "account_id": row.account_id,
-                         "connector": connector, "provider_id": pid}
-                        for n, pid in enumerate(provider_ids, start=1)
-                    ],
-                )  # fmt: skip
-            if row.verification_id is not None:
-                await self._arm_next_step(
-                    connection, row, now + timedelta(seconds=next_step_delay_s)
-                )
-            parked = (
-                await connection.execute(
-                    parked_receipts.delete()
-                    .where(
-                        parked_receipts.c.connector == connector,
-                        parked_receipts.c.provider_id.in_(list(provider_ids)),
+        return message_record(row) if row else None
+
+    async def settle_submitted_batch(
+        self,
+        owner: str,
+        items: Sequence[Submitted],
+        *,
+        now: datetime,
+        next_step_delay_s: float,
+    ) -> int:
+        """Carriers took these messages: store their ids, redact OTPs, arm next fallback steps.
+
+        One transaction for the whole batch; messages whose lease this worker lost are skipped.
+        Receipts that were parked waiting for these ids are applied here. Returns how many
+        messages were settled.
+        """
+        if not items:
+            return 0
+        async with self._db.write() as connection:
+            ids = [item.message.id for item in items]
+            owned = {
+                row.id: row
+                for row in (
+                    await connection.execute(
+                        sa.select(messages).where(
+                            m.id.in_(ids),
+                            m.lease_owner == owner,
+                            m.status == MessageStatus.SENDING.value,
+                        )
                     )
-                    .returning(*parked_receipts.c)
-                )
-            ).all()
-            for receipt in sorted(parked, key=lambda r: r.id):
-                await self._apply_report(
+                ).all()
+            }
+            settled = [item for item in items if item.message.id in owned]
+            if not settled:
+                return 0
+            by_connector: dict[str, list[str]] = {}
+            for item in settled:
+                by_connector.setdefault(item.connector, []).extend(item.provider_ids)
+            for connector, provider_ids in by_connector.items():
+                await self._lock_provider_ids(connection, connector, provider_ids)
+            await connection.execute(
+                messages.update()
+                .where(m.id == sa.bindparam("b_id"))
+                .values(
+                    status=MessageStatus.SUBMITTED.value,
+                    connector=sa.bindparam("b_connector"),
+                    segments=sa.bindparam("b_segments"),
+                    body=sa.bindparam("b_body"),
+                    submitted_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    otp_code=None,
+                ),
+                [
+                    {"b_id": item.message.id, "b_connector": item.connector,
+                     "b_segments": item.segments,
+                     "b_body": redact_code(owned[item.message.id].body,
+                                           owned[item.message.id].otp_code)}
+                    for item in settled
+                ],
+            )  # fmt: skip
+            await connection.execute(
+                message_events.insert(),
+                [
+                    {"message_id": item.message.id, "account_id": item.message.account_id,
+                     "status": MessageStatus.SUBMITTED.value, "connector": item.connector,
+                     "detail": None, "at": now}
+                    for item in settled
+                ],
+            )  # fmt: skip
+            parts = [
+                {"message_id": item.message.id, "part_no": n, "account_id": item.message.account_id,
+                 "connector": item.connector, "provider_id": pid}
+                for item in settled
+                for n, pid in enumerate(item.provider_ids, start=1)
+            ]  # fmt: skip
+            if parts:
+                await connection.execute(message_parts.insert(), parts)
+            for item in settled:
+                row = owned[item.message.id]
+                await self._listener.on_status(connection, row, MessageStatus.SUBMITTED, now, None)
+                if row.verification_id is not None:
+                    await self._arm_next_step(
+                        connection, row, now + timedelta(seconds=next_step_delay_s)
+                    )
+            parked: list[sa.Row[Any]] = []
+            for connector, provider_ids in by_connector.items():
+                parked += (
+                    await connection.execute(
+                        parked_receipts.delete()
+                        .where(
+                            parked_receipts.c.connector == connector,
+                            parked_receipts.c.provider_id.in_(provider_ids),
+                        )
+                        .returning(*parked_receipts.c)
+                    )
+                ).all()
+            if parked:
+                await self._apply_reports(
                     connection,
-                    connector,
-                    receipt.provider_id,
-                    receipt.state,
-                    receipt.error_code,
-                    receipt.done_at,
+                    [
+                        _Receipt(r.connector, r.provider_id, r.state, r.error_code, r.done_at)
+                        for r in sorted(parked, key=lambda r: r.id)
+                    ],
                     now,
                 )
-        return True
+        return len(settled)
 
     async def settle_retry(
         self, message_id: str, owner: str, *, not_before: datetime, reason: str, now: datetime
@@ -335,53 +524,65 @@ class SqlMessageQueue:
     # -- receipts -------------------------------------------------------------------------
 
     async def record_report(self, report: DeliveryReport, now: datetime) -> float | None:
-        """Store a receipt; returns submit-to-final seconds when it settled its message."""
-        async with self._db.write() as connection:
-            await self._lock_provider_ids(connection, report.connector, [report.provider_id])
-            found, latency = await self._apply_report(
-                connection,
-                report.connector,
-                report.provider_id,
-                report.state.value,
-                report.error_code,
-                report.done_at,
-                now,
-            )
-            if not found:
-                # It may have beaten its submit_sm_resp: keep it until the ids are known.
-                await connection.execute(
-                    parked_receipts.insert().values(
-                        connector=report.connector,
-                        provider_id=report.provider_id,
-                        state=report.state.value,
-                        error_code=report.error_code,
-                        done_at=report.done_at,
-                        received_at=now,
-                    )
-                )
+        """Store one receipt; returns submit-to-final seconds when it settled its message."""
+        [latency] = await self.record_reports([report], now)
         return latency
+
+    async def record_reports(
+        self, reports: Sequence[DeliveryReport], now: datetime
+    ) -> list[float | None]:
+        """Store receipts in one transaction; a receipt whose id is not known yet is parked
+        (it may have beaten its submit_sm_resp). Returns, per receipt, submit-to-final seconds
+        when it settled its message."""
+        if not reports:
+            return []
+        receipts = [
+            _Receipt(r.connector, r.provider_id, r.state.value, r.error_code, r.done_at)
+            for r in reports
+        ]
+        async with self._db.write() as connection:
+            by_connector: dict[str, list[str]] = {}
+            for receipt in receipts:
+                by_connector.setdefault(receipt.connector, []).append(receipt.provider_id)
+            for connector, provider_ids in by_connector.items():
+                await self._lock_provider_ids(connection, connector, provider_ids)
+            outcomes = await self._apply_reports(connection, receipts, now)
+            unmatched = [
+                {"connector": r.connector, "provider_id": r.provider_id, "state": r.state,
+                 "error_code": r.error_code, "done_at": r.done_at, "received_at": now}
+                for r, (found, _) in zip(receipts, outcomes, strict=True)
+                if not found
+            ]  # fmt: skip
+            if unmatched:
+                await connection.execute(parked_receipts.insert(), unmatched)
+        return [latency for _, latency in outcomes]
 
     async def rematch_parked(self, now: datetime, *, expire_after_s: float = 86_400) -> int:
         """Look parked receipts up again; drop those older than the correlation window."""
-        matched = 0
         async with self._db.write() as connection:
             parked = (
                 await connection.execute(
                     sa.select(parked_receipts).order_by(parked_receipts.c.id).limit(500)
                 )
             ).all()
-            for receipt in parked:
-                found, _ = await self._apply_report(
-                    connection, receipt.connector, receipt.provider_id, receipt.state,
-                    receipt.error_code, receipt.done_at, now,
-                )  # fmt: skip
-                too_old = (now - receipt.received_at).total_seconds() > expire_after_s
-                if found or too_old:
-                    matched += int(found)
-                    await connection.execute(
-                        parked_receipts.delete().where(parked_receipts.c.id == receipt.id)
-                    )
-        return matched
+            if not parked:
+                return 0
+            outcomes = await self._apply_reports(
+                connection,
+                [_Receipt(r.connector, r.provider_id, r.state, r.error_code, r.done_at)
+                 for r in parked],
+                now,
+            )  # fmt: skip
+            done = [
+                r.id
+                for r, (found, _) in zip(parked, outcomes, strict=True)
+                if found or (now - r.received_at).total_seconds() > expire_after_s
+            ]
+            if done:
+                await connection.execute(
+                    parked_receipts.delete().where(parked_receipts.c.id.in_(done))
+                )
+        return sum(1 for found, _ in outcomes if found)
 
     async def record_inbound(self, inbound: InboundMessage) -> None:
         async with self._db.write() as connection:
@@ -396,88 +597,60 @@ class SqlMessageQueue:
                 )
             )
 
-    async def _apply_report(
-        self,
-        connection: AsyncConnection,
-        connector: str,
-        provider_id: str,
-        state: str,
-        error_code: str | None,
-        done_at: datetime | None,
-        now: datetime,
-    ) -> tuple[bool, float | None]:
-        """Apply a receipt to its message part: (whether the id was known, submit-to-final s)."""
-        part = (
-            await connection.execute(
-                sa.select(message_parts).where(
-                    message_parts.c.connector == connector,
-                    message_parts.c.provider_id == provider_id,
-                )
+    async def _load_receipt_targets(
+        self, connection: AsyncConnection, receipts: Sequence[_Receipt]
+    ) -> tuple[
+        dict[tuple[str, str], sa.Row[Any]], dict[str, sa.Row[Any]], dict[str, dict[int, str | None]]
+    ]:
+        """The parts the receipts name, their messages (locked, in id order) and part states."""
+        provider_ids = sorted({r.provider_id for r in receipts})
+        known: dict[tuple[str, str], sa.Row[Any]] = {}
+        for chunk in _chunks(provider_ids, 500):
+            query = sa.select(message_parts).where(message_parts.c.provider_id.in_(chunk))
+            for found in (await connection.execute(query)).all():
+                known[(found.connector, found.provider_id)] = found
+        rows: dict[str, sa.Row[Any]] = {}
+        states: dict[str, dict[int, str | None]] = {}
+        # Lock the messages first: the receipts of a multipart message's parts arrive
+        # together, and each must see the others' part states (PostgreSQL).
+        for chunk in _chunks(sorted({p.message_id for p in known.values()}), 500):
+            locked = sa.select(messages).where(m.id.in_(chunk)).order_by(m.id).with_for_update()
+            rows.update({row.id: row for row in (await connection.execute(locked)).all()})
+            parts = sa.select(
+                message_parts.c.message_id, message_parts.c.part_no, message_parts.c.state
+            ).where(message_parts.c.message_id.in_(chunk))
+            for found in (await connection.execute(parts)).all():
+                states.setdefault(found.message_id, {})[found.part_no] = found.state
+        return known, rows, states
+
+    async def _apply_reports(
+        self, connection: AsyncConnection, receipts: Sequence[_Receipt], now: datetime
+    ) -> list[tuple[bool, float | None]]:
+        """Apply receipts to their message parts, in order, in the caller's transaction.
+
+        Per receipt: (whether its id was known, submit-to-final seconds if it settled the
+        message). A final part state never changes, so duplicates and late intermediate states
+        only add history.
+        """
+        known, rows, states = await self._load_receipt_targets(connection, receipts)
+        batch = _ReceiptChanges(now, {i: MessageStatus(r.status) for i, r in rows.items()})
+        outcomes: list[tuple[bool, float | None]] = []
+        for receipt in receipts:
+            part = known.get((receipt.connector, receipt.provider_id))
+            if part is None:
+                outcomes.append((False, None))
+                continue
+            outcomes.append(
+                (True, batch.apply(receipt, part, rows[part.message_id], states[part.message_id]))
             )
-        ).first()
-        if part is None:
-            return False, None
-        # Lock the message first: the receipts of a multipart message's parts arrive together,
-        # and each must see the others' part states to aggregate them (PostgreSQL).
-        row = (
-            await connection.execute(
-                sa.select(messages).where(m.id == part.message_id).with_for_update()
-            )
-        ).one()
-        part = (
-            await connection.execute(
-                sa.select(message_parts).where(
-                    message_parts.c.message_id == part.message_id,
-                    message_parts.c.part_no == part.part_no,
-                )
-            )
-        ).one()
-        if part.state is not None and delivery.is_final_state(part.state):
-            return (
-                True,
-                None,
-            )  # a duplicate, or a late intermediate state: final states never change
-        if delivery.is_final_state(state) or state == "UNKNOWN" or part.state is None:
-            await connection.execute(
-                message_parts.update()
-                .where(
-                    message_parts.c.message_id == part.message_id,
-                    message_parts.c.part_no == part.part_no,
-                )
-                .values(state=state, error_code=error_code, done_at=done_at or now)
-            )
-        states = (
-            (
-                await connection.execute(
-                    sa.select(message_parts.c.state).where(
-                        message_parts.c.message_id == part.message_id
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-        single = len(states) == 1
-        status = delivery.status_for_state(state) if single else delivery.aggregate_parts(states)
-        if status is None or not can_transition(MessageStatus(row.status), status):
-            await add_event(
-                connection, row.id, row.account_id, state, now, connector=connector,
-                detail=f"part {part.part_no}: {state}" + (f" err {error_code}" if error_code else ""),
-            )  # fmt: skip
-            return True, None
-        latency = None
-        if status.is_final and row.submitted_at is not None:
-            latency = max(0.0, (now - row.submitted_at).total_seconds())
-        await self._change_status(
-            connection, row, status, now, connector=connector, error_code=error_code,
-            detail=f"receipt {state}" + (f" err {error_code}" if error_code else ""),
-            extra={"done_at": done_at or now, "error_code": error_code},
-        )  # fmt: skip
-        if status is MessageStatus.DELIVERED:
-            await self._cancel_later_steps(connection, row, now)
-        elif status in delivery.FAILED_FOR_FALLBACK:
-            await self._advance_fallback(connection, row, now, failed=True)
-        return True, latency
+        await batch.write(connection)
+        for row, status, error_code in batch.changes:
+            await self._listener.on_status(connection, row, status, now, error_code)
+            if status is MessageStatus.DELIVERED:
+                await self._cancel_later_steps(connection, row, now)
+            elif status in delivery.FAILED_FOR_FALLBACK:
+                await self._advance_fallback(connection, row, now, failed=True)
+        return outcomes
 
     # -- status changes and fallback --------------------------------------------------------
 

@@ -1,0 +1,49 @@
+"""Group commit: callers await their own item while one flush writes everything queued."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommit(Generic[T, R]):
+    """Runs `flush` over every item submitted while the previous flush was running.
+
+    Under light load each item is flushed alone, at once; under heavy load the items that
+    arrive during one database transaction share the next one. `flush` returns one result per
+    item, in order; if it raises, every caller of that batch gets the exception.
+    """
+
+    def __init__(
+        self, flush: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_items: int = 1000
+    ) -> None:
+        self._flush = flush
+        self._max_items = max_items
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_items]
+            del self._pending[: self._max_items]
+            try:
+                results = await self._flush([item for item, _ in batch])
+            except Exception as error:  # every waiter of this batch learns of it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
