@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import httpx
 import pytest
 import xlsxwriter
-from tests.e2e.conftest import eventually
+from tests.conftest import SettingsFactory, open_client
+from tests.e2e.conftest import PASSWORD, eventually
 
-from switchboard.bootstrap import Container
+from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
 from switchboard.testing.client import MessageCentralClient
 
@@ -354,3 +355,27 @@ async def test_campaign_report_lists_every_recipient_as_json_and_csv(
     assert len(lines) == 4
     # '+' opens a formula in spreadsheets: the cell is neutralised with a quote
     assert all(",'+9198161111" in line for line in lines[1:])
+
+
+async def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    built = build_container(make_settings(messaging={"max_upload_bytes": 2048}), clock=clock)
+    await built.start(run_workers=False)
+    try:
+        await built.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1"
+        )
+        async with await open_client(built) as http:
+            api = MessageCentralClient(http, "C-1", PASSWORD)
+            await api.fetch_token()
+            response = await http.post(
+                SEND,
+                params={"type": "SMS", "flowType": "SMS", "senderId": "ACMEIN", "message": "x"},
+                files={"file": ("big.xlsx", b"x" * 200_000, "application/octet-stream")},
+                headers=api.headers(),
+            )
+        assert response.json()["responseCode"] == 400
+        assert "upload limit" in response.json()["errorMessage"]
+    finally:
+        await built.stop()

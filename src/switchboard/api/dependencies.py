@@ -28,7 +28,11 @@ async def get_account(
 
 async def get_params(request: Request) -> Params:
     container = get_container(request)
-    return await read_params(request, max_body_bytes=container.settings.api.max_body_bytes)
+    return await read_params(
+        request,
+        max_body_bytes=container.settings.api.max_body_bytes,
+        max_upload_bytes=container.settings.messaging.max_upload_bytes,
+    )
 
 
 ContainerDep = Annotated["Container", Depends(get_container)]

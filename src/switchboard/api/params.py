@@ -60,7 +60,9 @@ class Params:
             raise InvalidRequestError(f"{name} has an unsupported value")
 
 
-async def read_params(request: Request, *, max_body_bytes: int) -> Params:
+async def read_params(
+    request: Request, *, max_body_bytes: int, max_upload_bytes: int | None = None
+) -> Params:
     params = Params()
     for name, value in request.query_params.multi_items():
         params._fill(name, value)
@@ -68,13 +70,11 @@ async def read_params(request: Request, *, max_body_bytes: int) -> Params:
     if request.method not in {"POST", "PUT", "PATCH"}:
         return params
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        form = await request.form(max_part_size=max_body_bytes)
-        for name, item in form.multi_items():
-            if isinstance(item, UploadFile):
-                params.files.setdefault(name.lower(), item)
-            else:
-                params._fill(name, item)
+        await _read_form(request, params, max_body_bytes, max_upload_bytes or max_body_bytes)
         return params
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_body_bytes:
+        raise InvalidRequestError(f"the request body is larger than {max_body_bytes} bytes")
     body = await request.body()
     if len(body) > max_body_bytes:
         raise InvalidRequestError(f"the request body is larger than {max_body_bytes} bytes")
@@ -92,3 +92,24 @@ async def read_params(request: Request, *, max_body_bytes: int) -> Params:
         for name, value in document.items():
             params._fill(name, value)
     return params
+
+
+async def _read_form(
+    request: Request, params: Params, max_part_bytes: int, upload_cap: int
+) -> None:
+    declared = request.headers.get("content-length", "")
+    # Refuse before Starlette spools the body to disk (a multipart file part has no cap).
+    if declared.isdigit() and int(declared) > upload_cap + 64 * 1024:
+        raise InvalidRequestError(
+            f"the request is larger than the {upload_cap // (1024 * 1024)} MiB upload limit"
+        )
+    form = await request.form(max_part_size=max_part_bytes)
+    for name, item in form.multi_items():
+        if isinstance(item, UploadFile):
+            if item.size is not None and item.size > upload_cap:
+                raise InvalidRequestError(
+                    f"{name} is larger than the {upload_cap // (1024 * 1024)} MiB upload limit"
+                )
+            params.files.setdefault(name.lower(), item)
+        else:
+            params._fill(name, item)

@@ -1,0 +1,139 @@
+"""SIGTERM drains, unbinds and exits; a refused bind shows its SMPP status in /status."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import TEST_KEY, TEST_PEPPER
+from tests.integration.smpp.conftest import npm_smsc_dir, npm_smsc_factory  # noqa: F401
+from tests.integration.smpp.peers import NpmSmsc
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def configure(tmp_path: Path, peer: NpmSmsc, password: str) -> tuple[Path, int]:
+    port = free_port()
+    config = tmp_path / "switchboard.toml"
+    config.write_text(
+        f'database_url = "sqlite:///{tmp_path / "sb.db"}"\n'
+        f'token_signing_key = "{TEST_KEY}"\notp_pepper = "{TEST_PEPPER}"\n'
+        f"[server]\nport = {port}\nshutdown_grace_s = 10\naccess_log = false\n"
+        '[[connectors]]\nname = "carrier"\ntype = "smpp"\nhost = "127.0.0.1"\n'
+        f'port = {peer.port}\nsystem_id = "{peer.system_id}"\npassword = "{password}"\n'
+        "reconnect_initial_s = 0.2\nreconnect_max_s = 0.5\n"
+        '[[routes]]\nchannel = "SMS"\nconnectors = ["carrier"]\n'
+    )
+    return config, port
+
+
+def switchboard(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "switchboard", *args, "--config", str(config)]
+
+
+async def ready(base_url: str) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(f"{base_url}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+async def test_sigterm_drains_in_flight_work_unbinds_and_exits(
+    tmp_path: Path,
+    npm_smsc_factory: Callable[..., NpmSmsc],  # noqa: F811
+) -> None:
+    peer = npm_smsc_factory("--receipt-delay-ms", "20")
+    config, port = configure(tmp_path, peer, peer.password)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    subprocess.run(switchboard(config, "customers", "create", "--email", "a@example.com",
+                               "--password", "shutdown password", "--customer-id", "C-1"),
+                   env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
+    server = subprocess.Popen(
+        switchboard(config, "serve"), env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        await ready(base_url)
+        key = base64.b64encode(b"shutdown password").decode()
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            token = (
+                await http.get("/auth/v1/authentication/token",
+                               params={"customerId": "C-1", "key": key})
+            ).json()["token"]  # fmt: skip
+            numbers = ", ".join(f"91 {9800000000 + n}" for n in range(50))
+            sent = await http.post(
+                "/verification/v3/send",
+                data={"type": "SMS", "flowType": "SMS", "senderId": "ACMEIN", "message": "bye",
+                      "messageType": "TRANSACTIONAL", "phoneNumbers": numbers},
+                headers={"authToken": token},
+            )  # fmt: skip
+            assert sent.json()["data"].get("accepted") == 50, sent.text
+        await peer.wait_records(1, timeout_s=10)
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        assert time.monotonic() - started < 15
+        assert peer.records("unbind"), "no unbind before exit"
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+
+
+async def test_a_refused_bind_shows_its_status(
+    tmp_path: Path,
+    npm_smsc_factory: Callable[..., NpmSmsc],  # noqa: F811
+) -> None:
+    peer = npm_smsc_factory()
+    config, port = configure(tmp_path, peer, "wrongpw")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    server = subprocess.Popen(
+        switchboard(config, "serve"), env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        await ready(base_url)
+        deadline = time.monotonic() + 20
+        binds: list[dict[str, object]] = []
+        async with httpx.AsyncClient() as http:
+            while time.monotonic() < deadline:
+                status = (await http.get(f"{base_url}/status")).json()
+                [carrier] = [c for c in status["connectors"] if c["name"] == "carrier"]
+                binds = carrier["detail"]["binds"]
+                if binds and binds[0]["last_bind_status"]:
+                    break
+                await asyncio.sleep(0.2)
+        assert carrier["available"] is False
+        assert binds[0]["last_bind_status"] not in (None, 0)
+        cli = subprocess.run(switchboard(config, "status", "--url", base_url)[:-2], env=env,
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert "carrier" in cli.stdout
+        assert "DOWN" in cli.stdout
+        assert "last status 0x" in cli.stdout
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
