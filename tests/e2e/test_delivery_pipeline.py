@@ -5,38 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from tests.conftest import SettingsFactory, open_client
-from tests.e2e.conftest import PASSWORD, eventually
+from tests.conftest import SettingsFactory
+from tests.e2e.conftest import eventually
 
-from switchboard.bootstrap import Container, build_container
+from switchboard.bootstrap import build_container
 from switchboard.channels.smpp.simulator import SimulatorBehaviour, SmscSimulator
 from switchboard.clock import FrozenClock
 from switchboard.testing.client import MessageCentralClient
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[Any]:
-    opened: list[tuple[Container, Any]] = []
-
-    async def start(built: Container, *, workers: bool = True) -> MessageCentralClient:
-        await built.start(run_workers=workers)
-        await built.accounts.create_customer(
-            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
-        )
-        http = await open_client(built)
-        opened.append((built, http))
-        api = MessageCentralClient(http, "C-1", PASSWORD)
-        await api.fetch_token()
-        return api
-
-    yield start
-    for built, http in opened:
-        await http.aclose()
-        await built.stop()
 
 
 async def status_of(mc: MessageCentralClient, verification_id: str) -> list[dict[str, Any]]:
@@ -46,10 +23,10 @@ async def status_of(mc: MessageCentralClient, verification_id: str) -> list[dict
 
 
 async def test_an_otp_that_expired_in_the_queue_is_never_sent(
-    make_settings: SettingsFactory, clock: FrozenClock, started: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
     built = build_container(make_settings(), clock=clock)
-    mc = await started(built, workers=False)
+    mc = await start_api(built, workers=False)
     sent = (await mc.send_otp(mobileNumber="9876543210", otpTimeout="30")).json()
     clock.advance(31)
     await built.start_workers()
@@ -64,7 +41,7 @@ async def test_an_otp_that_expired_in_the_queue_is_never_sent(
 
 
 async def test_a_failing_connector_fails_over_to_the_next(
-    make_settings: SettingsFactory, clock: FrozenClock, started: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
     settings = make_settings(
         connectors=[
@@ -73,7 +50,7 @@ async def test_a_failing_connector_fails_over_to_the_next(
         ],
         routes=[{"channel": "SMS", "connectors": ["flaky", "backup"]}],
     )
-    mc = await started(build_container(settings, clock=clock))
+    mc = await start_api(build_container(settings, clock=clock))
     sent = (await mc.send_otp(mobileNumber="9876543210")).json()
 
     async def delivered() -> bool:
@@ -84,14 +61,14 @@ async def test_a_failing_connector_fails_over_to_the_next(
 
 
 async def test_retries_back_off_then_give_up_as_failed(
-    make_settings: SettingsFactory, clock: FrozenClock, started: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
     settings = make_settings(
         connectors=[{"name": "down", "type": "sandbox", "outcome": "TRANSIENT"}],
         routes=[{"channel": "SMS", "connectors": ["down"]}],
         worker={"poll_interval_s": 0.05, "lease_s": 5, "max_attempts": 3, "retry_base_s": 10},
     )
-    mc = await started(build_container(settings, clock=clock))
+    mc = await start_api(build_container(settings, clock=clock))
     sent = (
         await mc.http.post(
             "/verification/v3/send",
@@ -128,7 +105,7 @@ async def test_retries_back_off_then_give_up_as_failed(
 
 
 async def test_otps_overtake_a_campaign_that_is_draining(
-    make_settings: SettingsFactory, clock: FrozenClock, started: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
     smsc = SmscSimulator(SimulatorBehaviour(receipts=False), port=0)
     await smsc.start()
@@ -139,7 +116,7 @@ async def test_otps_overtake_a_campaign_that_is_draining(
                          "window": 10, "tps": 200, "reconnect_initial_s": 0.1}],
             routes=[{"channel": "SMS", "connectors": ["carrier"]}],
         )  # fmt: skip
-        mc = await started(build_container(settings, clock=clock))
+        mc = await start_api(build_container(settings, clock=clock))
         numbers = ", ".join(f"91 {9000000000 + n}" for n in range(1000))
         bulk = await mc.http.post(
             "/verification/v3/send",

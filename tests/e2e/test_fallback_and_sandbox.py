@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from tests.conftest import SettingsFactory, open_client
-from tests.e2e.conftest import PASSWORD, eventually
+from tests.conftest import SettingsFactory
+from tests.e2e.conftest import eventually
 
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
 from switchboard.testing.client import MessageCentralClient
 
 
-async def scripted(
+def scripted(
     make_settings: SettingsFactory, clock: FrozenClock, whatsapp_outcome: str, **extra: Any
 ) -> Container:
     settings = make_settings(
@@ -30,29 +28,7 @@ async def scripted(
         ],
         **extra,
     )  # fmt: skip
-    built = build_container(settings, clock=clock)
-    await built.start(run_workers=True)
-    return built
-
-
-@pytest.fixture
-async def api_for() -> AsyncIterator[Any]:
-    opened: list[tuple[Container, Any]] = []
-
-    async def make(built: Container) -> MessageCentralClient:
-        await built.accounts.create_customer(
-            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
-        )
-        http = await open_client(built)
-        opened.append((built, http))
-        api = MessageCentralClient(http, "C-1", PASSWORD)
-        await api.fetch_token()
-        return api
-
-    yield make
-    for built, http in opened:
-        await http.aclose()
-        await built.stop()
+    return build_container(settings, clock=clock)
 
 
 async def timeline(mc: MessageCentralClient, verification_id: str) -> dict[str, Any]:
@@ -62,9 +38,9 @@ async def timeline(mc: MessageCentralClient, verification_id: str) -> dict[str, 
 
 
 async def test_a_failed_whatsapp_send_falls_back_to_sms_with_the_same_code(
-    make_settings: SettingsFactory, clock: FrozenClock, api_for: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
-    mc = await api_for(await scripted(make_settings, clock, "UNDELIV"))
+    mc = await start_api(scripted(make_settings, clock, "UNDELIV"))
     sent = (
         await mc.send_otp(mobileNumber="9876543210", flowType="WHATSAPP", fallback="SMS")
     ).json()
@@ -85,10 +61,10 @@ async def test_a_failed_whatsapp_send_falls_back_to_sms_with_the_same_code(
 
 
 async def test_silence_past_the_step_timeout_triggers_the_next_channel(
-    make_settings: SettingsFactory, clock: FrozenClock, api_for: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
-    built = await scripted(make_settings, clock, "SILENT", otp={"fallback_step_timeout_s": 5})
-    mc = await api_for(built)
+    built = scripted(make_settings, clock, "SILENT", otp={"fallback_step_timeout_s": 5})
+    mc = await start_api(built)
     await built.accounts.update("C-1", settings={"fallback": ["WHATSAPP", "SMS"]})
     sent = (await mc.send_otp(mobileNumber="9876543210", flowType="WHATSAPP")).json()
     verification_id = sent["data"]["verificationId"]
@@ -108,10 +84,10 @@ async def test_silence_past_the_step_timeout_triggers_the_next_channel(
 
 
 async def test_a_successful_validate_stops_the_plan(
-    make_settings: SettingsFactory, clock: FrozenClock, api_for: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
-    built = await scripted(make_settings, clock, "SILENT", otp={"fallback_step_timeout_s": 5})
-    mc = await api_for(built)
+    built = scripted(make_settings, clock, "SILENT", otp={"fallback_step_timeout_s": 5})
+    mc = await start_api(built)
     sent = (
         await mc.send_otp(
             mobileNumber="9876543210", flowType="WHATSAPP", fallback="SMS,EMAIL",
@@ -133,9 +109,9 @@ async def test_a_successful_validate_stops_the_plan(
 
 
 async def test_email_otp_reaches_the_email_route(
-    make_settings: SettingsFactory, clock: FrozenClock, api_for: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
-    mc = await api_for(await scripted(make_settings, clock, "DELIVRD"))
+    mc = await start_api(scripted(make_settings, clock, "DELIVRD"))
     sent = (
         await mc.send_otp(mobileNumber="9876543210", flowType="EMAIL", email="user@example.com")
     ).json()
@@ -151,12 +127,10 @@ async def test_email_otp_reaches_the_email_route(
 
 
 async def test_test_numbers_get_their_fixed_code_even_when_not_a_real_number(
-    make_settings: SettingsFactory, clock: FrozenClock, api_for: Any
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
 ) -> None:
     settings = make_settings(sandbox={"test_numbers": {"+91999999999": "1476"}})
-    built = build_container(settings, clock=clock)
-    await built.start(run_workers=True)
-    mc = await api_for(built)
+    mc = await start_api(build_container(settings, clock=clock))
     # the spec's own example number, which no numbering plan accepts
     sent = await mc.http.post(
         "/verification/v3/send?countryCode=91&flowType=SMS&mobileNumber=999999999",
