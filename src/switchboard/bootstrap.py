@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,11 +27,13 @@ from switchboard.clock import Clock, SystemClock
 from switchboard.config import ConnectorSettings, Settings
 from switchboard.domain.accounts import LockoutPolicy
 from switchboard.domain.messages import Channel, MessageType
+from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
+from switchboard.services.billing import BillingService
 from switchboard.services.callbacks import CallbackService
 from switchboard.services.messaging import MessagingService
 from switchboard.services.tokens import TokenService
@@ -40,9 +43,12 @@ from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.messaging import SqlMessagingStore
-from switchboard.storage.sql.queue import SqlMessageQueue
+from switchboard.storage.sql.prices import SqlPriceStore
+from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
+from switchboard.storage.sql.usage import SqlUsageReports
 from switchboard.storage.sql.verifications import SqlVerificationStore
+from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
 from switchboard.worker.batching import GroupCommit
 from switchboard.worker.dispatcher import Dispatcher
 from switchboard.worker.webhooks import WebhookDispatcher
@@ -172,6 +178,40 @@ def build_routes(settings: Settings, known: set[str]) -> list[Route]:
     return routes
 
 
+def build_billing(
+    settings: Settings,
+    database: Database,
+    accounts: SqlAccountStore,
+    clock: Clock,
+    *,
+    wake_webhooks: Callable[[], None],
+) -> tuple[SqlCharges | None, BillingService]:
+    """The charging hooks (None while `billing.enabled` is false) and the billing service."""
+    options = settings.billing
+    currency = Currency(options.currency, options.minor_units)
+    default_price = (
+        None if options.default_price is None else currency.to_minor(options.default_price)
+    )
+    threshold = (
+        None
+        if options.low_balance_threshold is None
+        else currency.to_minor(options.low_balance_threshold)
+    )
+    free = frozenset(settings.sandbox.test_numbers)  # never reach a carrier, never cost
+    charges = None
+    if options.enabled:
+        charges = SqlCharges(
+            clock, currency, default_price=default_price, refund_rejected=options.refund_rejected,
+            low_balance_threshold=threshold, free_destinations=free, wake=wake_webhooks,
+        )  # fmt: skip
+    service = BillingService(
+        SqlPriceStore(database), SqlWalletStore(database), SqlUsageReports(database), accounts,
+        clock, currency=currency, enabled=options.enabled, default_price=default_price,
+        low_balance_threshold=threshold, free_destinations=free,
+    )  # fmt: skip
+    return charges, service
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -190,6 +230,7 @@ class Container:
     metrics: Metrics
     callbacks: CallbackService
     webhooks: WebhookDispatcher
+    billing: BillingService
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
 
@@ -261,7 +302,13 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         settings.webhooks,
     )
     callback_events = SqlCallbackEvents(wake=webhooks.wake)
-    queue = SqlMessageQueue(database, callback_events)
+    charges, billing = build_billing(
+        settings, database, account_store, clock, wake_webhooks=webhooks.wake
+    )
+    listeners: StatusListener = (
+        callback_events if charges is None else StatusListeners(charges, callback_events)
+    )
+    queue = SqlMessageQueue(database, listeners)
     outbox = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
     drivers: dict[str, ChannelDriver] = {
         SANDBOX: SandboxDriver(
@@ -307,7 +354,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         leeway_s=settings.tokens.leeway_s,
     )
     verification = VerificationService(
-        SqlVerificationStore(database, callback_events),
+        SqlVerificationStore(database, callback_events, charges=charges),
         clock,
         pepper=keys.otp_pepper,
         otp=settings.otp,
@@ -315,10 +362,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         on_queued=dispatcher.wake,
     )
     messaging = MessagingService(
-        SqlMessagingStore(database, queue),
+        SqlMessagingStore(database, queue, charges=charges),
         clock,
         settings.messaging,
         on_queued=dispatcher.wake,
+        pricing=billing,
     )
     return Container(
         settings=settings,
@@ -343,4 +391,5 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             on_queued=webhooks.wake,
         ),
         webhooks=webhooks,
+        billing=billing,
     )

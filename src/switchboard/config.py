@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -155,6 +163,44 @@ class MessagingSettings(_Section):
         return value
 
 
+class BillingSettings(_Section):
+    """Prices and wallets (docs/adr/0008). Off by default: sends are then never priced."""
+
+    enabled: bool = False
+    currency: str = "USD"
+    # decimal places the ledger keeps; SMS prices need more than the currency's cents
+    minor_units: int = Field(default=4, ge=0, le=8)
+    # per unit, for sends no price rule matches; unset: such sends are refused
+    default_price: Decimal | None = None
+    refund_rejected: bool = False  # also refund messages a carrier reports REJECTD
+    low_balance_threshold: Decimal | None = None  # default for customers without their own
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("use a three-letter ISO 4217 code, e.g. USD")
+        return value.upper()
+
+    @field_validator("default_price", "low_balance_threshold", mode="before")
+    @classmethod
+    def _decimal(cls, value: Any) -> Any:
+        # TOML floats arrive as float: read them as written (0.1 → "0.1"), never binary.
+        return str(value) if isinstance(value, float) else value
+
+    @model_validator(mode="after")
+    def _amounts_fit(self) -> BillingSettings:
+        for name in ("default_price", "low_balance_threshold"):
+            value: Decimal | None = getattr(self, name)
+            if value is None:
+                continue
+            if value < 0:
+                raise ValueError(f"{name} must not be negative")
+            if value.scaleb(self.minor_units) != value.scaleb(self.minor_units).to_integral():
+                raise ValueError(f"{name} has more than minor_units = {self.minor_units} decimals")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -197,6 +243,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
     messaging: MessagingSettings = MessagingSettings()
+    billing: BillingSettings = BillingSettings()
     logging: LoggingSettings = LoggingSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)

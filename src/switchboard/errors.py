@@ -2,7 +2,8 @@
 
     SwitchboardError                 code
     ├── InvalidRequestError          400 BAD_REQUEST
-    │   └── InvalidCountryCodeError  511 INVALID_COUNTRY_CODE
+    │   ├── InvalidCountryCodeError  511 INVALID_COUNTRY_CODE
+    │   └── InsufficientFundsError   400 (the wallet cannot pay for the send; ADR 0008)
     ├── DuplicateResourceError       409 DUPLICATE_RESOURCE
     ├── AuthenticationError          501 INVALID_CUSTOMER_ID
     │   └── AccountLockedError       501 (with retry_after_s)
@@ -58,6 +59,10 @@ class InvalidRequestError(SwitchboardError):
 
 class InvalidCountryCodeError(InvalidRequestError):
     code = ResponseCode.INVALID_COUNTRY_CODE
+
+
+class InsufficientFundsError(InvalidRequestError):
+    """The customer's balance (plus credit limit) does not cover the send; nothing was queued."""
 
 
 class DuplicateResourceError(SwitchboardError):

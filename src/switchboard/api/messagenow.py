@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from switchboard.api import envelope
 from switchboard.api.params import Params
 from switchboard.domain.accounts import Account
+from switchboard.domain.pricing import Currency
 from switchboard.errors import InvalidRequestError
 from switchboard.services.messaging import Accepted, CampaignRefusedError, MessageRequest
 
@@ -45,7 +46,7 @@ def _request(params: Params) -> MessageRequest:
     )
 
 
-def _view(result: Accepted, sender: str | None) -> dict[str, Any]:
+def _view(result: Accepted, sender: str | None, currency: Currency) -> dict[str, Any]:
     preview = [
         {"text": p.text, "encoding": p.encoding, "segments": p.segments} for p in result.preview
     ]
@@ -60,6 +61,9 @@ def _view(result: Accepted, sender: str | None) -> dict[str, Any]:
             "errors": result.errors,
             "preview": preview,
             "scheduledAt": result.scheduled_at.isoformat() if result.scheduled_at else None,
+            # what the send would be charged (billing on), in the platform currency
+            "price": None if result.price is None else currency.format(result.price),
+            "currency": None if result.price is None else currency.code,
         }
     view: dict[str, Any] = {
         "verificationId": str(result.numeric_id),
@@ -108,4 +112,4 @@ async def send(container: Container, account: Account, params: Params) -> Any:
     finally:
         if upload is not None:
             await upload.close()
-    return envelope.success(_view(result, request.sender_id))
+    return envelope.success(_view(result, request.sender_id, container.billing.currency))

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from switchboard.cli import billing as billing_cli
 from switchboard.config import Settings, load_settings
 from switchboard.errors import ConfigurationError, SwitchboardError
 from switchboard.observability import configure_logging
@@ -28,6 +29,9 @@ callbacks_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
 app.add_typer(callbacks_app, name="callbacks")
+app.add_typer(billing_cli.prices_app, name="prices")
+customers_app.command("topup")(billing_cli.customers_topup)
+customers_app.command("wallet")(billing_cli.customers_wallet)
 
 ConfigOption = Annotated[
     Path | None,

@@ -259,7 +259,8 @@ def _as_utc(moment: datetime) -> datetime:
 
 MESSAGE_STATUS_EVENT = "message.status"
 VERIFICATION_EVENTS = "verification"  # the subscription that adds VerificationEventType events
-EVENT_SUBSCRIPTIONS = frozenset({VERIFICATION_EVENTS})
+WALLET_EVENTS = "wallet"  # the subscription that adds wallet.low_balance (ADR 0008)
+EVENT_SUBSCRIPTIONS = frozenset({VERIFICATION_EVENTS, WALLET_EVENTS})
 ATTEMPT_HISTORY = 5  # attempts kept per delivery (research WO-7)
 
 

@@ -144,6 +144,8 @@ class MessageRecord:
     attempts: int = 0
     submitted_at: datetime | None = None
     done_at: datetime | None = None
+    charge: int | None = None  # minor units charged at acceptance (billing on), else None
+    charge_state: str | None = None  # domain.wallet.ChargeState
 
     @property
     def lane(self) -> Lane:

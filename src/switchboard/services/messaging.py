@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from switchboard.clock import Clock
 from switchboard.config import MessagingSettings
@@ -17,6 +17,7 @@ from switchboard.domain.accounts import Account
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import Channel, MessageRecord, MessageStatus, MessageType
 from switchboard.domain.phone import parse_phone
+from switchboard.domain.pricing import Billable, billable_units
 from switchboard.domain.verification import new_verification_id
 from switchboard.errors import InvalidRequestError, NotFoundError
 from switchboard.ingest.xlsx import RecipientRow, RowError, UploadLimits, open_recipient_sheet
@@ -72,6 +73,19 @@ class Accepted:
     scheduled_at: datetime | None = None
     preview: list[TextSummary] = field(default_factory=list)
     dry_run: bool = False
+    price: int | None = None  # a dry run's quote in minor units, while billing is on
+
+
+class PriceQuoter(Protocol):
+    async def quote(
+        self,
+        account_id: str,
+        items: Sequence[Billable],
+        *,
+        volume_offset: Mapping[Channel, int] | None = None,
+    ) -> int | None:
+        """What `items` would be charged now; None while billing is off."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,11 +111,34 @@ class MessagingService:
         settings: MessagingSettings,
         *,
         on_queued: Callable[[], None] = lambda: None,
+        pricing: PriceQuoter | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._settings = settings
         self._on_queued = on_queued
+        self._pricing = pricing
+
+    async def _quote(
+        self,
+        account: Account,
+        common: _Common,
+        rows: Sequence[tuple[str, TextSummary]],
+        offset: dict[Channel, int] | None = None,
+    ) -> int | None:
+        """A dry run's price of `rows`; `offset` carries the units quoted by earlier batches."""
+        if self._pricing is None:
+            return None
+        units = [billable_units(common.channel, summary.segments) for _, summary in rows]
+        items = [
+            Billable(channel=common.channel, message_type=common.message_type, destination=d,
+                     units=n)
+            for (d, _), n in zip(rows, units, strict=True)
+        ]  # fmt: skip
+        price = await self._pricing.quote(account.id, items, volume_offset=offset)
+        if offset is not None:
+            offset[common.channel] = offset.get(common.channel, 0) + sum(units)
+        return price
 
     # -- the send API ---------------------------------------------------------------------
 
@@ -242,6 +279,7 @@ class MessagingService:
             dry_run=request.dry_run,
         )
         if request.dry_run:
+            accepted.price = await self._quote(account, common, [(phone.e164, summary)])
             return accepted
         message = self._message(
             account, common, destination=phone.e164, country_code=phone.country_code,
@@ -266,6 +304,7 @@ class MessagingService:
             scheduled_at=common.not_before if common.scheduled else None,
         )  # fmt: skip
         if request.dry_run:
+            accepted.price = await self._quote(account, common, [(address, summary)])
             return accepted
         message = self._message(
             account, common, destination=address, country_code="",
@@ -379,6 +418,8 @@ class MessagingService:
         )
         preview: list[TextSummary] = []
         accepted = 0
+        quoted: list[int | None] = []
+        offset: dict[Channel, int] = {}
         if not request.dry_run:
             await self._store.create_campaign(campaign)
         sentinel: list[tuple[str, TextSummary]] = []
@@ -396,6 +437,7 @@ class MessagingService:
                         preview.append(summary)
                 accepted += len(batch)
                 if request.dry_run:
+                    quoted.append(await self._quote(account, common, batch, offset))
                     continue
                 await self._store.stage_campaign_messages(
                     [
@@ -445,6 +487,7 @@ class MessagingService:
             scheduled_at=campaign.scheduled_at,
             preview=preview,
             dry_run=request.dry_run,
+            price=None if None in quoted or not quoted else sum(q or 0 for q in quoted),
         )
 
     # -- campaign queries ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -10,8 +10,10 @@ from switchboard.domain.accounts import Account, FailureState
 from switchboard.domain.callbacks import CallbackEndpoint, DeliveryState, WebhookDelivery
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.limits import SendLimits
-from switchboard.domain.messages import MessageRecord
+from switchboard.domain.messages import Channel, MessageRecord
+from switchboard.domain.pricing import PriceRule
 from switchboard.domain.verification import CheckResult, VerificationRecord
+from switchboard.domain.wallet import LedgerEntry, LedgerKind, UsageRow, Wallet
 
 
 class AccountStore(Protocol):
@@ -149,3 +151,77 @@ class MessagingStore(Protocol):
     ) -> AsyncIterator[MessageRecord]: ...
 
     async def cancel_campaign(self, account_id: str, campaign_id: str, now: datetime) -> int: ...
+
+
+class PriceStore(Protocol):
+    async def list_rules(
+        self, account_id: str | None, channel: Channel | None = None
+    ) -> list[PriceRule]:
+        """One scope's rules: a customer's own, or the platform's (None)."""
+        ...
+
+    async def replace_rules(
+        self, account_id: str | None, rules: Sequence[PriceRule], now: datetime
+    ) -> int:
+        """Atomically make the scope's table exactly `rules`."""
+        ...
+
+    async def merge_rules(self, rules: Sequence[PriceRule], now: datetime) -> int:
+        """Add each rule, replacing the one with the same key."""
+        ...
+
+    async def remove_rule(self, rule: PriceRule) -> bool: ...
+
+    async def rules_for_country(
+        self, account_id: str, country_code: str, channels: Collection[Channel]
+    ) -> list[PriceRule]:
+        """Platform and own rules that can price sends into the country ('' for all)."""
+        ...
+
+    async def applicable_rules(
+        self, account_id: str, channels: Collection[Channel], destinations: Collection[str]
+    ) -> list[PriceRule]: ...
+
+    async def volumes(self, account_id: str, period: str) -> dict[Channel, int]:
+        """Units charged per channel in a calendar month ('2026-11')."""
+        ...
+
+
+class WalletStore(Protocol):
+    async def get_wallet(self, account_id: str) -> Wallet | None: ...
+
+    async def top_up(
+        self,
+        account_id: str,
+        amount: int,
+        now: datetime,
+        *,
+        reference: str | None = None,
+        default_threshold: int | None = None,
+    ) -> tuple[Wallet, LedgerEntry]:
+        """Credit the wallet with a TOPUP entry. NotFoundError for an unknown account."""
+        ...
+
+    async def configure(self, account_id: str, now: datetime, **changes: int | None) -> Wallet:
+        """Set `credit_limit` and/or `low_balance_threshold`."""
+        ...
+
+    async def ledger(
+        self, account_id: str, *, before_id: int | None = None, limit: int = 50
+    ) -> list[LedgerEntry]: ...
+
+    async def held(self, account_id: str) -> int: ...
+
+    async def ledger_sum(self, account_id: str) -> int: ...
+
+    async def ledger_totals(
+        self, account_id: str, start: datetime, end: datetime
+    ) -> dict[LedgerKind, tuple[int, int]]: ...
+
+
+class UsageReports(Protocol):
+    async def usage(
+        self, account_id: str, start: datetime, end: datetime, group_by: str
+    ) -> list[UsageRow]:
+        """Messages accepted in [start, end) grouped by day, channel, country or messageType."""
+        ...

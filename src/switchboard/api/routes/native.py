@@ -116,6 +116,7 @@ async def get_message(
     if message is None:
         raise NotFoundError(f"no message {message_id}")
     events = await container.queue.message_events(account.id, message_id)
+    currency = container.billing.currency
     return envelope.success(
         {
             **_send_view(message),
@@ -126,6 +127,13 @@ async def get_message(
             "segments": message.segments,
             "campaignId": message.campaign_id,
             "verificationId": str(message.verification_id) if message.verification_id else None,
+            "charge": None
+            if message.charge is None
+            else {
+                "amount": currency.format(message.charge),
+                "currency": currency.code,
+                "state": message.charge_state,
+            },
             "history": _history(message, events),
         }
     )

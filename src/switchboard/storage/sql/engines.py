@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,6 +30,26 @@ def after_commit(connection: AsyncConnection, hook: Callable[[], None]) -> None:
     hooks = _after_commit.get(connection)
     if hooks is None:
         hook()
+    elif hook not in hooks:
+        hooks.append(hook)
+
+
+BeforeCommit = Callable[[AsyncConnection], Awaitable[None]]
+_before_commit: weakref.WeakKeyDictionary[AsyncConnection, list[BeforeCommit]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def before_commit(connection: AsyncConnection, hook: BeforeCommit) -> None:
+    """Run `hook(connection)` as the last statements of the `Database.write()` transaction.
+
+    For work that must take its locks last, e.g. crediting a wallet after the message rows a
+    transaction changed (lock order avoids deadlocks on PostgreSQL). A hook that raises rolls
+    the transaction back. Registered twice, it runs once; outside `write()` it runs at once.
+    """
+    hooks = _before_commit.get(connection)
+    if hooks is None:
+        await hook(connection)
     elif hook not in hooks:
         hooks.append(hook)
 
@@ -107,10 +127,15 @@ class Database:
         hooks: list[Callable[[], None]] = []
         async with self._writer.begin() as connection:
             _after_commit[connection] = hooks
+            last: list[BeforeCommit] = []
+            _before_commit[connection] = last
             try:
                 yield connection
+                while last:
+                    await last.pop(0)(connection)
             finally:
                 _after_commit.pop(connection, None)
+                _before_commit.pop(connection, None)
         for hook in hooks:
             hook()
 

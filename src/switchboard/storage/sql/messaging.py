@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import MessageRecord, MessageStatus
+from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.queue import SqlMessageQueue
 from switchboard.storage.sql.rows import message_record
@@ -26,12 +27,20 @@ def _campaign(row: sa.Row[Any]) -> CampaignRecord:
 
 
 class SqlMessagingStore:
-    def __init__(self, database: Database, queue: SqlMessageQueue) -> None:
+    def __init__(
+        self,
+        database: Database,
+        queue: SqlMessageQueue,
+        *,
+        charges: MessageCharges | None = None,
+    ) -> None:
         self._db = database
         self._queue = queue
+        self._charges = charges or MessageCharges()
 
     async def accept_messages(self, batch: Sequence[MessageRecord]) -> None:
         async with self._db.write() as connection:
+            batch = await self._charges.on_accept(connection, batch)
             await self._queue.enqueue(connection, batch)
 
     async def create_campaign(self, campaign: CampaignRecord) -> None:
@@ -45,6 +54,7 @@ class SqlMessagingStore:
     async def stage_campaign_messages(self, batch: Sequence[MessageRecord]) -> None:
         """Insert a batch of a campaign's messages as HELD: none goes out before release."""
         async with self._db.write() as connection:
+            batch = await self._charges.on_accept(connection, batch)
             await self._queue.enqueue(connection, batch)
 
     async def release_campaign(
@@ -74,6 +84,9 @@ class SqlMessagingStore:
     async def abort_campaign(self, campaign_id: str, reason: str, now: datetime) -> None:
         """A campaign refused while staging: its held messages were never accepted."""
         async with self._db.write() as connection:
+            await self._charges.on_cancelled(
+                connection, now, campaign_id=campaign_id, reason=f"campaign refused: {reason}"
+            )
             await connection.execute(
                 messages.delete().where(
                     m.campaign_id == campaign_id, m.status == MessageStatus.HELD.value
@@ -141,6 +154,10 @@ class SqlMessagingStore:
                     .values(status=MessageStatus.CANCELLED.value, done_at=now, updated_at=now)
                 )
             ).rowcount
+            if cancelled:
+                await self._charges.on_cancelled(
+                    connection, now, campaign_id=campaign_id, reason="campaign cancelled"
+                )
             await connection.execute(
                 campaigns.update()
                 .where(c.id == campaign_id, c.account_id == account_id)

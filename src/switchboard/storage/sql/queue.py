@@ -80,6 +80,24 @@ class StatusListener:
         return None
 
 
+class StatusListeners(StatusListener):
+    """Several listeners as one (billing, customer callbacks), called in the order given."""
+
+    def __init__(self, *listeners: StatusListener) -> None:
+        self._listeners = listeners
+
+    async def on_status(
+        self,
+        connection: AsyncConnection,
+        message: sa.Row[Any],
+        status: MessageStatus,
+        now: datetime,
+        error_code: str | None,
+    ) -> None:
+        for listener in self._listeners:
+            await listener.on_status(connection, message, status, now, error_code)
+
+
 async def add_event(
     connection: AsyncConnection,
     message_id: str,

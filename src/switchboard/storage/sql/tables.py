@@ -160,6 +160,9 @@ messages = sa.Table(
     sa.Column("error_reason", sa.String(400), nullable=True),
     sa.Column("attempts", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(64), nullable=True),
+    # billing (ADR 0008): what acceptance charged, in minor units, and HELD/SETTLED/REFUNDED
+    sa.Column("charge", sa.BigInteger, nullable=True),
+    sa.Column("charge_state", sa.String(8), nullable=True),
     _ts("not_before"),
     _ts("lease_until"),
     # set just before the driver is called: a lease that expires after it means "maybe sent"
@@ -267,4 +270,62 @@ sandbox_outbox = sa.Table(
     sa.Column("sender", sa.String(64), nullable=True),
     sa.Column("text", sa.Text, nullable=False),
     _ts("sent_at", nullable=False),
+)
+
+# -- billing (ADR 0008): amounts are integers of 10^-billing.minor_units of the currency ----------
+
+price_rules = sa.Table(
+    "price_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), nullable=False),  # '' for the platform's defaults
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),  # '' matches any destination
+    sa.Column("message_type", sa.String(16), nullable=False),  # '*' matches any type
+    sa.Column("min_volume", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("price", sa.BigInteger, nullable=False),  # per SMS segment or per message
+    _ts("updated_at", nullable=False),
+    sa.UniqueConstraint("account_id", "channel", "prefix", "message_type", "min_volume"),
+)
+
+wallets = sa.Table(
+    "wallets",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("credit_limit", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("low_balance_threshold", sa.BigInteger, nullable=True),
+    sa.Column("low_balance_alerted", sa.Boolean, nullable=False, server_default=sa.text("false")),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+# Append-only: rows are inserted, never updated or deleted; the wallet's balance is their sum.
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    # BIGINT on PostgreSQL; INTEGER on SQLite, the only type that autoincrements there
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("balance_after", sa.BigInteger, nullable=False),
+    sa.Column("message_id", sa.String(36), nullable=True, index=True),
+    sa.Column("campaign_id", sa.String(36), nullable=True),
+    sa.Column("verification_id", sa.BigInteger, nullable=True),
+    sa.Column("messages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("units", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reference", sa.String(200), nullable=True),
+    _ts("created_at", nullable=False),
+    sa.Index("ix_ledger_entries_account_time", "account_id", "created_at"),
+)
+
+# Units (SMS segments, other messages) charged per calendar month (UTC): the volume tiers' count.
+billing_usage = sa.Table(
+    "billing_usage",
+    metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),  # YYYY-MM
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False, server_default="0"),
 )

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from switchboard.domain.limits import SendHistory, SendLimits, check_send_limits
 from switchboard.domain.messages import MessageRecord, MessageStatus
 from switchboard.domain.verification import CheckResult, VerificationRecord, VerificationStatus
+from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.rows import message_record, message_values, verification_record
 from switchboard.storage.sql.tables import (
@@ -28,8 +29,8 @@ _UNSENT = (MessageStatus.HELD.value, MessageStatus.QUEUED.value)
 
 async def cancel_unsent_messages(
     connection: AsyncConnection, verification_id: int, now: datetime, reason: str
-) -> None:
-    """An ended verification's messages that no carrier has yet are never sent."""
+) -> list[str]:
+    """An ended verification's messages that no carrier has yet are never sent; their ids."""
     cancelled = (
         await connection.execute(
             messages.update()
@@ -49,6 +50,7 @@ async def cancel_unsent_messages(
                 for row in cancelled
             ],
         )  # fmt: skip
+    return [row.id for row in cancelled]
 
 
 class VerificationListener:
@@ -62,9 +64,23 @@ class VerificationListener:
 
 
 class SqlVerificationStore:
-    def __init__(self, database: Database, listener: VerificationListener | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        listener: VerificationListener | None = None,
+        *,
+        charges: MessageCharges | None = None,
+    ) -> None:
         self._db = database
         self._listener = listener or VerificationListener()
+        self._charges = charges or MessageCharges()
+
+    async def _cancel_unsent(
+        self, connection: AsyncConnection, verification_id: int, now: datetime, reason: str
+    ) -> None:
+        cancelled = await cancel_unsent_messages(connection, verification_id, now, reason)
+        if cancelled:
+            await self._charges.on_cancelled(connection, now, message_ids=cancelled, reason=reason)
 
     async def _lock_destination(
         self, connection: AsyncConnection, account_id: str, destination: str
@@ -142,7 +158,7 @@ class SqlVerificationStore:
                 .all()
             )
             for previous_id in previous:
-                await cancel_unsent_messages(connection, previous_id, now, "replaced by a resend")
+                await self._cancel_unsent(connection, previous_id, now, "replaced by a resend")
             await connection.execute(
                 verifications.insert().values(
                     id=verification.id,
@@ -164,6 +180,7 @@ class SqlVerificationStore:
                     expires_at=verification.expires_at,
                 )
             )
+            outbound = await self._charges.on_accept(connection, outbound)
             await connection.execute(messages.insert(), [message_values(m) for m in outbound])
 
     async def get_verification(
@@ -252,7 +269,7 @@ class SqlVerificationStore:
                     if record.status is not VerificationStatus.PENDING:
                         await self._listener.on_verification_ended(connection, record, now)
                 if record.status is not VerificationStatus.PENDING:
-                    await cancel_unsent_messages(
+                    await self._cancel_unsent(
                         connection,
                         verification_id,
                         now,
@@ -269,6 +286,10 @@ class SqlVerificationStore:
                         record, status=VerificationStatus.EXPIRED, ended_at=record.expires_at
                     )
                     await self._listener.on_verification_ended(connection, record, now)
+                    # as housekeeping's expiry does: held fallback steps would wait forever
+                    await self._cancel_unsent(
+                        connection, verification_id, now, "verification expired"
+                    )
             await connection.execute(
                 verification_checks.insert().values(
                     verification_id=verification_id, account_id=account_id,
@@ -295,7 +316,7 @@ class SqlVerificationStore:
                 )
             ).first()
             if row is not None:
-                await cancel_unsent_messages(connection, verification_id, now, "cancelled")
+                await self._cancel_unsent(connection, verification_id, now, "cancelled")
         return verification_record(row) if row else None
 
     async def timeline(
@@ -351,7 +372,7 @@ class SqlVerificationStore:
                 )
             ).all()
             for row in rows:
-                await cancel_unsent_messages(connection, row.id, now, "verification expired")
+                await self._cancel_unsent(connection, row.id, now, "verification expired")
                 await self._listener.on_verification_ended(
                     connection, verification_record(row), now
                 )
