@@ -6,12 +6,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from switchboard.errors import InvalidRequestError
+
 
 class Channel(StrEnum):
     SMS = "SMS"
     WHATSAPP = "WHATSAPP"
     RCS = "RCS"
     EMAIL = "EMAIL"
+
+
+def parse_flow_type(raw: str | None) -> Channel:
+    """The spec's `flowType`: SMS, WHATSAPP, RCS or EMAIL; SAUTH is refused until it exists."""
+    value = (raw or "").strip().upper()
+    if not value:
+        raise InvalidRequestError("flowType is required (SMS, WHATSAPP, RCS or EMAIL)")
+    if value == "SAUTH":
+        raise InvalidRequestError("flowType SAUTH (silent authentication) is not enabled")
+    try:
+        return Channel(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"flowType '{raw}' is not one of SMS, WHATSAPP, RCS, EMAIL"
+        ) from None
 
 
 class MessageType(StrEnum):

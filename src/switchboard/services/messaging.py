@@ -15,7 +15,13 @@ from switchboard.config import MessagingSettings
 from switchboard.domain import encoding, recipients, schedule, templating
 from switchboard.domain.accounts import Account
 from switchboard.domain.campaigns import CampaignRecord
-from switchboard.domain.messages import Channel, MessageRecord, MessageStatus, MessageType
+from switchboard.domain.messages import (
+    Channel,
+    MessageRecord,
+    MessageStatus,
+    MessageType,
+    parse_flow_type,
+)
 from switchboard.domain.phone import parse_phone
 from switchboard.domain.pricing import Billable, billable_units
 from switchboard.domain.verification import new_verification_id
@@ -166,7 +172,7 @@ class MessagingService:
         return await self._single(account, request, common)
 
     def _common(self, account: Account, request: MessageRequest) -> _Common:
-        channel = _channel(request.flow_type)
+        channel = parse_flow_type(request.flow_type)
         try:
             message_type = MessageType.parse(request.message_type)
         except ValueError:
@@ -515,20 +521,6 @@ class CampaignRefusedError(InvalidRequestError):
         super().__init__(message)
         self.errors = errors
         self.total = total
-
-
-def _channel(raw: str | None) -> Channel:
-    value = (raw or "").strip().upper()
-    if not value:
-        raise InvalidRequestError("flowType is required (SMS, WHATSAPP, RCS or EMAIL)")
-    if value == "SAUTH":
-        raise InvalidRequestError("flowType SAUTH (silent authentication) is not enabled")
-    try:
-        return Channel(value)
-    except ValueError:
-        raise InvalidRequestError(
-            f"flowType '{raw}' is not one of SMS, WHATSAPP, RCS, EMAIL"
-        ) from None
 
 
 def _country_of(e164: str) -> str:

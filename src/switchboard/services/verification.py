@@ -19,6 +19,7 @@ from switchboard.domain.messages import (
     MessageRecord,
     MessageStatus,
     MessageType,
+    parse_flow_type,
 )
 from switchboard.domain.phone import PhoneNumber, is_blocked_for_otp, parse_phone
 from switchboard.errors import (
@@ -115,7 +116,7 @@ class VerificationService:
 
     async def start(self, account: Account, request: SendRequest) -> Started:
         policy = self.policy(account)
-        channel = _flow_type(request.flow_type)
+        channel = parse_flow_type(request.flow_type)
         _check_language(request.lang_id)
         code_length = domain.parse_code_length(request.otp_length, policy.code_length)
         timeout_s = domain.parse_timeout(request.otp_timeout, policy.timeout_s)
@@ -286,20 +287,6 @@ class VerificationService:
 
     async def expire_due(self) -> list[domain.VerificationRecord]:
         return await self._store.expire_due(self._clock.now())
-
-
-def _flow_type(raw: str | None) -> Channel:
-    value = (raw or "").strip().upper()
-    if not value:
-        raise InvalidRequestError("flowType is required (SMS, WHATSAPP, RCS or EMAIL)")
-    if value == "SAUTH":
-        raise InvalidRequestError("flowType SAUTH (silent authentication) is not enabled")
-    try:
-        return Channel(value)
-    except ValueError:
-        raise InvalidRequestError(
-            f"flowType '{raw}' is not one of SMS, WHATSAPP, RCS, EMAIL"
-        ) from None
 
 
 def _check_language(lang_id: str | None) -> None:
