@@ -85,13 +85,12 @@ async def test_retries_back_off_then_give_up_as_failed(
         data: dict[str, Any] = view.json()["data"]
         return data
 
-    for _ in range(2):  # two retries, each after its backoff (10 s, then 20 s, ±10 %)
+    for retries in (1, 2):  # two retries, each after its backoff (10 s, then 20 s, ±10 %)
 
-        async def requeued() -> bool:
+        async def requeued(retries: int = retries) -> bool:
             data = await message()
-            return data["status"] == "QUEUED" and any(
-                "retry at" in (h["detail"] or "") for h in data["history"]
-            )
+            scheduled = [h for h in data["history"] if "retry at" in (h["detail"] or "")]
+            return data["status"] == "QUEUED" and len(scheduled) == retries
 
         await eventually(requeued)
         clock.advance(25)

@@ -94,7 +94,8 @@ async def test_sigterm_drains_in_flight_work_unbinds_and_exits(
         await peer.wait_records(1, timeout_s=10)
         started = time.monotonic()
         server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        # uvicorn re-raises the signal after its graceful shutdown, so the status is -SIGTERM
+        assert server.wait(30) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 15
         assert peer.records("unbind"), "no unbind before exit"
     finally:
