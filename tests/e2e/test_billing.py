@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tests.conftest import SettingsFactory
 from tests.e2e.conftest import eventually
+from tests.e2e.test_messagenow import workbook
 
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
@@ -31,7 +32,9 @@ EMAIL,*,*,0.0001
 StartApi = Callable[..., Awaitable[MessageCentralClient]]
 
 
-def billed(make_settings: SettingsFactory, clock: FrozenClock, **billing: Any) -> Container:
+def billed(
+    make_settings: SettingsFactory, clock: FrozenClock, *, batch: int = 2000, **billing: Any
+) -> Container:
     """Billing on; SMS to +44 is refused at submit, SMS to +33 gets REJECTD; RCS has no route."""
     settings = make_settings(
         billing={"enabled": True, "currency": "USD", "minor_units": 4, **billing},
@@ -47,6 +50,7 @@ def billed(make_settings: SettingsFactory, clock: FrozenClock, **billing: Any) -
             {"channel": "EMAIL", "connectors": ["sandbox"]},
         ],
         webhooks={"allow_networks": ["127.0.0.1/32"]},
+        messaging={"ingest_batch_size": batch},
     )  # fmt: skip
     return build_container(settings, clock=clock)
 
@@ -235,6 +239,36 @@ async def test_concurrent_sends_never_overdraw_and_the_balance_is_the_ledgers_su
         return len(await mc.outbox()) == 10
 
     await eventually(all_sent)
+
+
+async def test_a_file_campaign_that_runs_out_of_money_mid_file_is_refunded_and_sends_nothing(
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: StartApi
+) -> None:
+    mc = await priced_api(start_api, billed(make_settings, clock, batch=10), top_up="0.0750")
+    rows = [(91, 9816100000 + n, f"name{n}") for n in range(25)]  # 25 x 0.0050: 0.1250
+
+    response = await mc.http.post(
+        SEND, headers=mc.headers(),
+        params={"type": "SMS", "flowType": "SMS", "senderId": "ACMEIN",
+                "messageType": "PROMOTIONAL", "message": "Hi ##var1##"},
+        files={"file": ("r.xlsx", workbook(rows), "application/octet-stream")},
+    )  # fmt: skip
+
+    body = response.json()
+    assert body["responseCode"] == 400, body
+    assert (
+        "insufficient balance: this send costs 0.0500 USD and 0.0250 USD" in (body["errorMessage"])
+    )
+    entries = await ledger(mc)
+    assert [(e["type"], e["amount"], e["messages"]) for e in entries] == [
+        ("REFUND", "0.0500", 10),
+        ("CHARGE", "-0.0500", 10),
+        ("TOPUP", "0.0750", 0),
+    ]
+    assert entries[0]["campaignId"] == entries[1]["campaignId"] is not None
+    assert (await balance(mc))["balance"] == "0.0750"
+    await asyncio.sleep(0.3)
+    assert await mc.outbox() == []
 
 
 @pytest.mark.parametrize("refund_rejected", [False, True])
