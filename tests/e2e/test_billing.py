@@ -33,7 +33,12 @@ StartApi = Callable[..., Awaitable[MessageCentralClient]]
 
 
 def billed(
-    make_settings: SettingsFactory, clock: FrozenClock, *, batch: int = 2000, **billing: Any
+    make_settings: SettingsFactory,
+    clock: FrozenClock,
+    *,
+    batch: int = 2000,
+    otp: dict[str, Any] | None = None,
+    **billing: Any,
 ) -> Container:
     """Billing on; SMS to +44 is refused at submit, SMS to +33 gets REJECTD; RCS has no route."""
     settings = make_settings(
@@ -51,6 +56,7 @@ def billed(
         ],
         webhooks={"allow_networks": ["127.0.0.1/32"]},
         messaging={"ingest_batch_size": batch},
+        otp=otp or {},
     )  # fmt: skip
     return build_container(settings, clock=clock)
 
@@ -543,3 +549,41 @@ async def test_billing_is_off_by_default_and_sends_are_never_charged(
     assert dry["data"]["price"] is None
     view = await balance(mc)
     assert (view["billingEnabled"], view["balance"], view["held"]) == (False, "0.0000", "0.0000")
+
+
+async def test_resends_racing_the_worker_leave_every_charge_settled_or_refunded_once(
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: StartApi
+) -> None:
+    import sqlalchemy as sa
+
+    from switchboard.storage.sql.tables import messages
+
+    limits = {"resend_cooldown_s": 0, "sends_per_10_min": 50, "sends_per_day": 50}
+    built = billed(make_settings, clock, otp=limits)
+    mc = await priced_api(start_api, built)
+    numbers = [f"98765400{n:02d}" for n in range(8)]
+
+    for _ in range(3):  # each round replaces the last one's verifications while they are sent
+        sent = await asyncio.gather(*(otp(mc, n, fallback="WHATSAPP") for n in numbers))
+        assert {s["responseCode"] for s in sent} == {200}, sent
+
+    async def nothing_held() -> bool:
+        return (await built.billing.balance("C-1")).held == 0
+
+    await eventually(nothing_held)
+    async with built.database.read() as connection:
+        rows = (
+            await connection.execute(
+                sa.select(messages.c.status, messages.c.charge_state, messages.c.charge)
+            )
+        ).all()
+    states = {(r.status, r.charge_state) for r in rows}
+    assert states <= {
+        ("DELIVERED", "SETTLED"), ("CANCELLED", "REFUNDED"), ("SUBMITTED", "SETTLED"),
+    }, states  # fmt: skip
+    kept = sum(r.charge for r in rows if r.charge_state == "SETTLED")
+    entries = await built.billing.ledger("C-1", limit=500)
+    refunds = [e.message_id for e in entries if e.kind == "REFUND"]
+    assert len(refunds) == len(set(refunds)) == sum(r.charge_state == "REFUNDED" for r in rows)
+    wallet = (await built.billing.balance("C-1")).wallet
+    assert wallet.balance == await built.billing.ledger_sum("C-1") == 10_000 - kept
