@@ -18,6 +18,7 @@ from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.rows import message_record, message_values, verification_record
 from switchboard.storage.sql.tables import (
+    UtcDateTime,
     message_events,
     messages,
     verification_checks,
@@ -98,19 +99,17 @@ class SqlVerificationStore:
     ) -> SendHistory:
         v = verifications.c
         same_number = sa.and_(v.account_id == account_id, v.destination == destination)
-        last_pending = await connection.scalar(
-            sa.select(sa.func.max(v.created_at)).where(
-                same_number, v.status == VerificationStatus.PENDING.value, v.expires_at > now
+        # One pass over the number's last day: a pending code is at most 600 s old.
+        pending = sa.and_(v.status == VerificationStatus.PENDING.value, v.expires_at > now)
+        last_pending, in_10_min, in_day = (
+            await connection.execute(
+                sa.select(
+                    sa.type_coerce(sa.func.max(sa.case((pending, v.created_at))), UtcDateTime()),
+                    sa.func.count(sa.case((v.created_at > now - timedelta(minutes=10), 1))),
+                    sa.func.count(),
+                ).where(same_number, v.created_at > now - timedelta(days=1))
             )
-        )
-        in_10_min = await connection.scalar(
-            sa.select(sa.func.count()).where(
-                same_number, v.created_at > now - timedelta(minutes=10)
-            )
-        )
-        in_day = await connection.scalar(
-            sa.select(sa.func.count()).where(same_number, v.created_at > now - timedelta(days=1))
-        )
+        ).one()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         today = await connection.scalar(
             sa.select(sa.func.count()).where(v.account_id == account_id, v.created_at >= midnight)
