@@ -1,0 +1,1 @@
+"""Loopback benchmarks of the whole path: HTTP API, database, worker, SMPP peer, callbacks."""
