@@ -6,7 +6,7 @@ Charging itself happens in storage, inside the transactions that queue and settl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -366,11 +366,3 @@ def _moment(raw: str, name: str, *, end_of_day: bool) -> datetime:
             f"'{name}' must be a date (2026-11-25) or an ISO 8601 time"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def units_by_channel(items: Collection[Billable]) -> dict[Channel, int]:
-    """Units per channel, to carry a dry run's volume from one batch to the next."""
-    totals: dict[Channel, int] = {}
-    for item in items:
-        totals[item.channel] = totals.get(item.channel, 0) + item.units
-    return totals

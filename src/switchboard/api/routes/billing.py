@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -32,6 +33,19 @@ def _rule_view(rule: PriceRule, currency: Currency) -> dict[str, Any]:
         "price": currency.format(rule.price),
         "unit": unit_name(rule.channel),
         "source": "customer" if rule.account_id else "platform",
+    }
+
+
+def _money(currency: Currency, amount: int) -> Decimal:
+    """An amount as a Decimal with all its places: CSV writes it as a number (a negative one is
+    no formula), JSON as its string."""
+    return Decimal(currency.format(amount))
+
+
+def _json_row(columns: Sequence[str], row: Sequence[CsvCell]) -> dict[str, Any]:
+    return {
+        name: str(cell) if isinstance(cell, Decimal) else cell
+        for name, cell in zip(columns, row, strict=True)
     }
 
 
@@ -109,8 +123,8 @@ def _ledger_row(entry: LedgerEntry, currency: Currency) -> tuple[CsvCell, ...]:
     return (
         entry.id,
         entry.kind.value,
-        currency.format(entry.amount),
-        currency.format(entry.balance_after),
+        _money(currency, entry.amount),
+        _money(currency, entry.balance_after),
         currency.code,
         entry.message_id,
         entry.campaign_id,
@@ -137,7 +151,7 @@ async def ledger(
         return _csv([_LEDGER_COLUMNS, *rows], f"ledger-{account.id}.csv")
     return envelope.success(
         {
-            "entries": [dict(zip(_LEDGER_COLUMNS, row, strict=True)) for row in rows],
+            "entries": [_json_row(_LEDGER_COLUMNS, row) for row in rows],
             "nextBefore": entries[-1].id if len(entries) == limit else None,
         }
     )
@@ -156,8 +170,8 @@ def _usage_row(row: UsageRow, currency: Currency) -> tuple[CsvCell, ...]:
         row.segments,
         row.delivered,
         row.delivered_share,
-        currency.format(row.cost),
-        currency.format(row.refunded),
+        _money(currency, row.cost),
+        _money(currency, row.refunded),
         currency.code,
     )
 
@@ -191,8 +205,8 @@ async def usage(
             "to": report.end.isoformat(),
             "groupBy": report.group_by,
             "currency": currency.code,
-            "rows": [dict(zip(_USAGE_COLUMNS, row, strict=True)) for row in rows],
-            "total": dict(zip(_USAGE_COLUMNS, _usage_row(report.total, currency), strict=True)),
+            "rows": [_json_row(_USAGE_COLUMNS, row) for row in rows],
+            "total": _json_row(_USAGE_COLUMNS, _usage_row(report.total, currency)),
             "ledger": {
                 "charged": currency.format(-charged),
                 "chargedMessages": charged_messages,
