@@ -120,6 +120,10 @@ class WebhookSettings(_Section):
 
 class WorkerSettings(_Section):
     batch_size: int = Field(default=50, ge=1, le=1000)
+    # Bulk (transactional, promotional) messages in flight per worker: each waits in a driver
+    # ahead of any OTP that comes after it, so keep it near what the connectors send in a
+    # fraction of a second (window x binds, plus a few tenths of a second of TPS).
+    bulk_in_flight: int = Field(default=128, ge=1, le=10_000)
     lease_s: float = Field(default=60.0, gt=0)
     poll_interval_s: float = Field(default=0.5, gt=0)
     max_attempts: int = Field(default=8, ge=1)

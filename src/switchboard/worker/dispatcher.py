@@ -9,6 +9,7 @@ import secrets
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from functools import partial
 
 from switchboard.channels.base import (
     ChannelDriver,
@@ -53,7 +54,7 @@ class Dispatcher:
         self._test_numbers = test_numbers
         self._step_timeout_s = fallback_step_timeout_s
         self.owner = f"{socket.gethostname()}:{secrets.token_hex(4)}"
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._bulk_in_flight = 0
         self._max_in_flight = max_in_flight
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -95,31 +96,41 @@ class Dispatcher:
             await asyncio.wait(set(self._in_flight), timeout=grace_s)
 
     async def _claim(self) -> int:
+        """Claim what can be sent soon: OTPs up to the in-flight limit, bulk up to its own cap.
+
+        Lane order alone is not enough: bulk messages claimed earlier wait inside the drivers
+        (window, TPS) ahead of a new OTP, so the number of bulk messages in flight is capped.
+        """
         free = self._max_in_flight - len(self._in_flight)
         if free <= 0:
             return 0
+        now = self._clock.now()
         batch = await self._queue.claim(
-            self.owner,
-            self._clock.now(),
-            min(free, self._settings.batch_size),
-            self._settings.lease_s,
-        )
-        if not batch:
-            return 0
-        # Bulk is marked per batch (a crash re-sends it: at-least-once); an OTP right before its
-        # own send, so a crash leaves as few as possible UNKNOWN and never sends one twice.
-        bulk = [x.id for x in batch if x.lane is not Lane.OTP]
-        await self._queue.mark_dispatched(self.owner, bulk, self._clock.now())
+            self.owner, now, min(free, self._settings.batch_size), self._settings.lease_s,
+            lanes=(Lane.OTP,),
+        )  # fmt: skip
+        free_bulk = min(free - len(batch), self._settings.bulk_in_flight - self._bulk_in_flight)
+        if free_bulk > 0:
+            bulk = await self._queue.claim(
+                self.owner, now, min(free_bulk, self._settings.batch_size),
+                self._settings.lease_s, lanes=(Lane.TRANSACTIONAL, Lane.PROMOTIONAL),
+            )  # fmt: skip
+            # Bulk is marked per batch (a crash re-sends it: at-least-once); an OTP right before
+            # its own send, so a crash leaves as few as possible UNKNOWN and sends none twice.
+            await self._queue.mark_dispatched(self.owner, [x.id for x in bulk], now)
+            batch += bulk
         for message in batch:
-            await self._slots.acquire()
+            is_bulk = message.lane is not Lane.OTP
+            self._bulk_in_flight += is_bulk
             task = asyncio.create_task(self._send_guarded(message))
             self._in_flight.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(partial(self._finished, is_bulk=is_bulk))
         return len(batch)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[None], *, is_bulk: bool) -> None:
         self._in_flight.discard(task)
-        self._slots.release()
+        self._bulk_in_flight -= is_bulk
+        self._wake.set()  # capacity freed: claim more now rather than at the next poll
 
     async def _send_guarded(self, message: MessageRecord) -> None:
         try:

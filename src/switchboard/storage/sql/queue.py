@@ -243,12 +243,22 @@ class SqlMessageQueue:
     # -- claim ----------------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, now: datetime, limit: int, lease_s: float
+        self,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_s: float,
+        *,
+        lanes: Sequence[Lane] = tuple(Lane),
     ) -> list[MessageRecord]:
-        """Lease up to `limit` due messages, OTP lane first, oldest first within a lane."""
+        """Lease up to `limit` due messages of `lanes`, lane order first, oldest first within."""
         due = (
             sa.select(m.id)
-            .where(m.status == MessageStatus.QUEUED.value, m.not_before <= now)
+            .where(
+                m.status == MessageStatus.QUEUED.value,
+                m.lane.in_([int(lane) for lane in lanes]),
+                m.not_before <= now,
+            )
             .order_by(m.lane, m.not_before)
             .limit(limit)
         )
