@@ -24,6 +24,7 @@ from switchboard.channels.base import (
     SendErrorKind,
     SendResult,
 )
+from switchboard.domain.encoding import analyse
 from switchboard.domain.messages import Channel
 
 Outcome = Literal["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "SILENT", "PERMANENT", "TRANSIENT"]
@@ -104,7 +105,8 @@ class SandboxDriver:
             task = asyncio.create_task(self._report(provider_id, ReportState(outcome), submitted))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
-        return SendResult(provider_ids=(provider_id,), segments=1)
+        segments = analyse(message.text).segments if message.channel is Channel.SMS else 1
+        return SendResult(provider_ids=(provider_id,), segments=segments)
 
     async def _report(self, provider_id: str, state: ReportState, submitted: datetime) -> None:
         if self.options.delivery_delay_s:
