@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.api import envelope
+from switchboard.api.access_log import AccessLogMiddleware
 from switchboard.api.routes import (
     auth,
     health,
@@ -26,7 +24,7 @@ from switchboard.api.routes import (
 from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.errors import ResponseCode, SwitchboardError
-from switchboard.observability import get_logger, redact_query
+from switchboard.observability import get_logger
 
 if TYPE_CHECKING:
     from switchboard.bootstrap import Container
@@ -101,31 +99,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
         response.headers["X-Request-Id"] = request_id
         return response
 
-    @app.middleware("http")
-    async def _access_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request.state.request_id = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        response.headers["X-Request-Id"] = request_id
-        if container.settings.server.access_log:
-            log.info(
-                "request",
-                method=request.method,
-                path=request.url.path,
-                query=redact_query(request.url.query),
-                status=response.status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                request_id=request_id,
-            )
-        return response
-
+    app.add_middleware(AccessLogMiddleware, enabled=container.settings.server.access_log)
     app.include_router(auth.router)
     app.include_router(verification.router)
     app.include_router(native.router)
