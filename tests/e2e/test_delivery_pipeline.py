@@ -140,3 +140,20 @@ async def test_otps_overtake_a_campaign_that_is_draining(
         assert bulk_sent < 1000
     finally:
         await smsc.stop()
+
+
+async def test_an_otp_typed_campaign_does_not_take_the_otp_lane(
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: Any
+) -> None:
+    built = build_container(make_settings(), clock=clock)
+    mc = await start_api(built, workers=False)
+    numbers = ", ".join(f"91 {9000000000 + n}" for n in range(3))
+    campaign = await mc.http.post(
+        "/verification/v3/send",
+        data={"type": "SMS", "flowType": "SMS", "senderId": "ACMEIN", "message": "code 1234",
+              "phoneNumbers": numbers},
+        headers=mc.headers(),
+    )  # fmt: skip
+    assert campaign.json()["data"]["accepted"] == 3
+    await mc.send_otp(mobileNumber="8800000001")
+    assert await built.queue.queue_depth() == {"otp_queued": 1, "transactional_queued": 3}

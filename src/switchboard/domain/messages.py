@@ -166,7 +166,13 @@ class MessageRecord:
 
     @property
     def lane(self) -> Lane:
-        return Lane.for_type(self.message_type)
+        """The queue lane. OTP-typed campaigns (the spec's default messageType) are billed as
+        OTP but queued as transactional: the OTP lane is for single, time-critical codes, and a
+        campaign in it would hold back every OTP sent after it."""
+        lane = Lane.for_type(self.message_type)
+        if lane is Lane.OTP and self.campaign_id is not None:
+            return Lane.TRANSACTIONAL
+        return lane
 
 
 def redact_code(text: str, code: str | None) -> str:
