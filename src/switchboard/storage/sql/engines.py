@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -70,13 +71,16 @@ def sync_url(database_url: str) -> str:
     return database_url
 
 
+_POOL_TIMEOUT_S = 60
+
+
 def _sqlite_engine(path: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
         "sqlite+aiosqlite:///" + path,
         async_creator=inline_sqlite.connector(path),
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=60,
+        pool_timeout=_POOL_TIMEOUT_S,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -97,6 +101,20 @@ def _sqlite_engine(path: str, *, immediate: bool, pool_size: int) -> AsyncEngine
     return engine
 
 
+@asynccontextmanager
+async def _turn(turns: asyncio.Semaphore | None) -> AsyncIterator[None]:
+    """Wait for a turn in arrival order (as long as the pool would have let us wait)."""
+    if turns is None:
+        yield
+        return
+    async with asyncio.timeout(_POOL_TIMEOUT_S):
+        await turns.acquire()
+    try:
+        yield
+    finally:
+        turns.release()
+
+
 class Database:
     """Transactions for the store: `write()` for changes, `read()` for queries.
 
@@ -112,11 +130,18 @@ class Database:
             path = database_url.removeprefix("sqlite:///")
             self._writer = _sqlite_engine(path, immediate=True, pool_size=1)
             self._reader = _sqlite_engine(path, immediate=False, pool_size=2)
+            # Turns in arrival order, one per pooled connection. The pool's own queue lets a
+            # newcomer take a connection just returned before the waiter woken for it runs, and
+            # the robbed waiter queues again at the back: with one writer, some requests waited
+            # 7-17 s while the median took 60 ms (bench/RESULTS.md).
+            self._write_turns: asyncio.Semaphore | None = asyncio.Semaphore(1)
+            self._read_turns: asyncio.Semaphore | None = asyncio.Semaphore(2)
         else:
             self._writer = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self._reader = self._writer
+            self._write_turns = self._read_turns = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -125,7 +150,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         hooks: list[Callable[[], None]] = []
-        async with self._writer.begin() as connection:
+        async with _turn(self._write_turns), self._writer.begin() as connection:
             _after_commit[connection] = hooks
             last: list[BeforeCommit] = []
             _before_commit[connection] = last
@@ -141,7 +166,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.begin() as connection:
+        async with _turn(self._read_turns), self._reader.begin() as connection:
             yield connection
 
     async def ping(self) -> bool:
