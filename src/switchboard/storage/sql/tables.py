@@ -95,6 +95,16 @@ verifications = sa.Table(
     sa.Index("ix_verifications_account_time", "account_id", "created_at"),
 )
 
+# Verifications started per account and UTC day: the daily quota's count, one row read and
+# bumped per send instead of counting the day's verifications (which grew with the day's volume).
+verification_days = sa.Table(
+    "verification_days",
+    metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    sa.Column("sends", sa.BigInteger, nullable=False, server_default="0"),
+)
+
 verification_checks = sa.Table(
     "verification_checks",
     metadata,

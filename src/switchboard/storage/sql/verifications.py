@@ -9,9 +9,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from switchboard.domain.limits import SendHistory, SendLimits, check_send_limits
+from switchboard.domain.limits import (
+    SendHistory,
+    SendLimits,
+    check_account_quota,
+    check_send_limits,
+)
 from switchboard.domain.messages import MessageRecord, MessageStatus
 from switchboard.domain.verification import CheckResult, VerificationRecord, VerificationStatus
 from switchboard.storage.sql.charges import MessageCharges
@@ -22,10 +28,57 @@ from switchboard.storage.sql.tables import (
     message_events,
     messages,
     verification_checks,
+    verification_days,
     verifications,
 )
 
 _UNSENT = (MessageStatus.HELD.value, MessageStatus.QUEUED.value)
+
+# The send path's statements, built once: building SQLAlchemy constructs per request cost more
+# CPU than running them (bench/RESULTS.md).
+_v = verifications.c
+_PENDING = VerificationStatus.PENDING.value
+_HISTORY = sa.select(
+    # One pass over the number's last day: a pending code is at most 600 s old.
+    sa.type_coerce(
+        sa.func.max(
+            sa.case(
+                (sa.and_(_v.status == _PENDING, _v.expires_at > sa.bindparam("now")), _v.created_at)
+            )
+        ),
+        UtcDateTime(),
+    ).label("last_pending"),
+    sa.func.count(sa.case((_v.created_at > sa.bindparam("ten_min_ago"), 1))).label("in_10_min"),
+    sa.func.count().label("in_day"),
+    sa.func.count(sa.case((_v.status == _PENDING, 1))).label("pending"),
+).where(
+    _v.account_id == sa.bindparam("account_id"),
+    _v.destination == sa.bindparam("destination"),
+    _v.created_at > sa.bindparam("day_ago"),
+)
+_END_PENDING = (
+    verifications.update()
+    .where(
+        _v.account_id == sa.bindparam("p_account"),
+        _v.destination == sa.bindparam("p_destination"),
+        _v.status == _PENDING,
+    )
+    .values(status=VerificationStatus.CANCELLED.value, ended_at=sa.bindparam("p_now"))
+    .returning(_v.id)
+)
+_INSERT_VERIFICATION = verifications.insert()
+
+
+def _bump_day(is_sqlite: bool) -> sa.Executable:
+    days = verification_days
+    values = {"account_id": sa.bindparam("p_account"), "day": sa.bindparam("p_day"), "sends": 1}
+    keys = [days.c.account_id, days.c.day]
+    bump = {"sends": days.c.sends + 1}
+    if is_sqlite:
+        lite = sqlite.insert(days).values(values)
+        return lite.on_conflict_do_update(index_elements=keys, set_=bump).returning(days.c.sends)
+    pg = postgresql.insert(days).values(values)
+    return pg.on_conflict_do_update(index_elements=keys, set_=bump).returning(days.c.sends)
 
 
 async def cancel_unsent_messages(
@@ -75,6 +128,7 @@ class SqlVerificationStore:
         self._db = database
         self._listener = listener or VerificationListener()
         self._charges = charges or MessageCharges()
+        self._bump_day = _bump_day(database.is_sqlite)
 
     async def _cancel_unsent(
         self, connection: AsyncConnection, verification_id: int, now: datetime, reason: str
@@ -96,30 +150,37 @@ class SqlVerificationStore:
 
     async def _history(
         self, connection: AsyncConnection, account_id: str, destination: str, now: datetime
-    ) -> SendHistory:
-        v = verifications.c
-        same_number = sa.and_(v.account_id == account_id, v.destination == destination)
-        # One pass over the number's last day: a pending code is at most 600 s old.
-        pending = sa.and_(v.status == VerificationStatus.PENDING.value, v.expires_at > now)
-        last_pending, in_10_min, in_day = (
+    ) -> tuple[SendHistory, int]:
+        """The number's sends in the last day and how many of them are still pending."""
+        row = (
             await connection.execute(
-                sa.select(
-                    sa.type_coerce(sa.func.max(sa.case((pending, v.created_at))), UtcDateTime()),
-                    sa.func.count(sa.case((v.created_at > now - timedelta(minutes=10), 1))),
-                    sa.func.count(),
-                ).where(same_number, v.created_at > now - timedelta(days=1))
+                _HISTORY,
+                {
+                    "account_id": account_id,
+                    "destination": destination,
+                    "now": now,
+                    "ten_min_ago": now - timedelta(minutes=10),
+                    "day_ago": now - timedelta(days=1),
+                },
             )
         ).one()
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        today = await connection.scalar(
-            sa.select(sa.func.count()).where(v.account_id == account_id, v.created_at >= midnight)
+        history = SendHistory(
+            last_pending_created_at=row.last_pending,
+            sends_last_10_min=int(row.in_10_min or 0),
+            sends_last_day=int(row.in_day or 0),
+            account_sends_today=0,  # counted last, see _count_send
         )
-        return SendHistory(
-            last_pending_created_at=last_pending,
-            sends_last_10_min=int(in_10_min or 0),
-            sends_last_day=int(in_day or 0),
-            account_sends_today=int(today or 0),
+        return history, int(row.pending or 0)
+
+    async def _count_send(
+        self, connection: AsyncConnection, account_id: str, now: datetime, limits: SendLimits
+    ) -> None:
+        """Bump the account's count for today and refuse the send past the quota. Last in the
+        transaction: on PostgreSQL the counter row stays locked until the commit."""
+        sends = await connection.scalar(
+            self._bump_day, {"p_account": account_id, "p_day": now.strftime("%Y-%m-%d")}
         )
+        check_account_quota(int(sends or 1) - 1, limits)
 
     async def start_verification(
         self,
@@ -135,52 +196,56 @@ class SqlVerificationStore:
             await self._lock_destination(
                 connection, verification.account_id, verification.destination
             )
+            pending = 1  # unknown without the history: end any pending one
             if limits is not None:
-                history = await self._history(
+                history, pending = await self._history(
                     connection, verification.account_id, verification.destination, now
                 )
                 check_send_limits(history, limits, now)
-            previous = (
-                (
-                    await connection.execute(
-                        verifications.update()
-                        .where(
-                            verifications.c.account_id == verification.account_id,
-                            verifications.c.destination == verification.destination,
-                            verifications.c.status == VerificationStatus.PENDING.value,
+            if pending:
+                previous = (
+                    (
+                        await connection.execute(
+                            _END_PENDING,
+                            {
+                                "p_account": verification.account_id,
+                                "p_destination": verification.destination,
+                                "p_now": now,
+                            },
                         )
-                        .values(status=VerificationStatus.CANCELLED.value, ended_at=now)
-                        .returning(verifications.c.id)
                     )
+                    .scalars()
+                    .all()
                 )
-                .scalars()
-                .all()
-            )
-            for previous_id in previous:
-                await self._cancel_unsent(connection, previous_id, now, "replaced by a resend")
+                for previous_id in previous:
+                    await self._cancel_unsent(connection, previous_id, now, "replaced by a resend")
             await connection.execute(
-                verifications.insert().values(
-                    id=verification.id,
-                    account_id=verification.account_id,
-                    transaction_id=verification.transaction_id,
-                    channel=verification.channel.value,
-                    country_code=verification.country_code,
-                    mobile_number=verification.mobile_number,
-                    destination=verification.destination,
-                    code_hash=verification.code_hash,
-                    code_length=code_length,
-                    status=verification.status.value,
-                    attempts=0,
-                    max_attempts=verification.max_attempts,
-                    timeout_s=verification.timeout_s,
-                    fallback=[c.value for c in verification.fallback],
-                    is_test=verification.is_test,
-                    created_at=verification.created_at,
-                    expires_at=verification.expires_at,
-                )
+                _INSERT_VERIFICATION,
+                {
+                    "id": verification.id,
+                    "account_id": verification.account_id,
+                    "transaction_id": verification.transaction_id,
+                    "channel": verification.channel.value,
+                    "country_code": verification.country_code,
+                    "mobile_number": verification.mobile_number,
+                    "destination": verification.destination,
+                    "code_hash": verification.code_hash,
+                    "code_length": code_length,
+                    "status": verification.status.value,
+                    "attempts": 0,
+                    "max_attempts": verification.max_attempts,
+                    "timeout_s": verification.timeout_s,
+                    "fallback": [c.value for c in verification.fallback],
+                    "is_test": verification.is_test,
+                    "created_at": verification.created_at,
+                    "expires_at": verification.expires_at,
+                    "ended_at": None,
+                },
             )
             outbound = await self._charges.on_accept(connection, outbound)
             await connection.execute(messages.insert(), [message_values(m) for m in outbound])
+            if limits is not None:
+                await self._count_send(connection, verification.account_id, now, limits)
 
     async def get_verification(
         self, account_id: str, verification_id: int
