@@ -6,18 +6,26 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import MessageRecord, MessageStatus
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.queue import SqlMessageQueue
-from switchboard.storage.sql.rows import message_record
+from switchboard.storage.sql.rows import MESSAGE_COLUMNS, message_record, message_rows
 from switchboard.storage.sql.tables import campaigns, messages
 
 c = campaigns.c
 m = messages.c
+
+# Built from the table's own column names, never from input.
+_COLUMN_LIST = ", ".join(MESSAGE_COLUMNS)
+_PLACEHOLDERS = ", ".join("?" for _ in MESSAGE_COLUMNS)
+_SQLITE_INSERT = f"INSERT INTO messages ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
+_POSTGRES_COPY = f"COPY messages ({_COLUMN_LIST}) FROM STDIN"
 
 
 def _campaign(row: sa.Row[Any]) -> CampaignRecord:
@@ -52,10 +60,16 @@ class SqlMessagingStore:
             )
 
     async def stage_campaign_messages(self, batch: Sequence[MessageRecord]) -> None:
-        """Insert a batch of a campaign's messages as HELD: none goes out before release."""
+        """Insert a batch of a campaign's messages as HELD: none goes out before release.
+
+        The rows are those `SqlMessageQueue.enqueue` would insert, handed to the driver in
+        one call (sqlite3 `executemany`, PostgreSQL `COPY`) inside the same transaction:
+        SQLAlchemy's per-row parameter handling was a third of a campaign's ingest time.
+        """
         async with self._db.write() as connection:
             batch = await self._charges.on_accept(connection, batch)
-            await self._queue.enqueue(connection, batch)
+            if batch:
+                await _insert_messages(connection, batch)
 
     async def release_campaign(
         self,
@@ -164,3 +178,20 @@ class SqlMessagingStore:
                 .values(status="CANCELLED", updated_at=now)
             )
         return int(cancelled or 0)
+
+
+async def _insert_messages(connection: AsyncConnection, batch: Sequence[MessageRecord]) -> None:
+    rows = message_rows(batch, connection.dialect)
+    if connection.dialect.name == "sqlite":
+        await connection.exec_driver_sql(_SQLITE_INSERT, rows)
+        return
+    # The pooled psycopg connection under this SQLAlchemy connection, in its transaction.
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    try:
+        async with driver.cursor() as cursor, cursor.copy(_POSTGRES_COPY) as copy:
+            for row in rows:
+                await copy.write_row(row)
+    except psycopg.Error as error:
+        # The error SQLAlchemy would have raised (IntegrityError for a duplicate, …).
+        raise sa.exc.DBAPIError.instance(_POSTGRES_COPY, None, error, psycopg.Error) from error
