@@ -33,6 +33,20 @@ from switchboard.storage.sql.tables import (
 )
 
 _UNSENT = (MessageStatus.HELD.value, MessageStatus.QUEUED.value)
+_CANCEL_UNSENT = (
+    messages.update()
+    .where(
+        messages.c.verification_id == sa.bindparam("p_verification"),
+        messages.c.status.in_(_UNSENT),
+    )
+    .values(
+        status=MessageStatus.CANCELLED.value,
+        otp_code=None,
+        done_at=sa.bindparam("p_now"),
+        updated_at=sa.bindparam("p_now"),
+    )
+    .returning(messages.c.id, messages.c.account_id)
+)
 
 # The send path's statements, built once: building SQLAlchemy constructs per request cost more
 # CPU than running them (bench/RESULTS.md).
@@ -67,6 +81,38 @@ _END_PENDING = (
     .returning(_v.id)
 )
 _INSERT_VERIFICATION = verifications.insert()
+_INSERT_CHECK = verification_checks.insert()
+_SELECT = sa.select(verifications).where(_v.id == sa.bindparam("p_id"))
+_SELECT_OWN = _SELECT.where(_v.account_id == sa.bindparam("p_account"))
+# An attempt counts only while the code is live; the row after it, or none when another
+# request won the race.
+_LIVE = sa.and_(
+    _v.id == sa.bindparam("p_id"),
+    _v.status == _PENDING,
+    _v.expires_at > sa.bindparam("p_now"),
+    _v.attempts < _v.max_attempts,
+)
+_RIGHT_CODE = (
+    verifications.update()
+    .where(_LIVE)
+    .values(
+        attempts=_v.attempts + 1,
+        status=VerificationStatus.VERIFIED.value,
+        ended_at=sa.bindparam("p_now"),
+    )
+    .returning(*verifications.c)
+)
+_EXHAUSTED = _v.attempts + 1 >= _v.max_attempts
+_WRONG_CODE = (
+    verifications.update()
+    .where(_LIVE)
+    .values(
+        attempts=_v.attempts + 1,
+        status=sa.case((_EXHAUSTED, VerificationStatus.FAILED.value), else_=_v.status),
+        ended_at=sa.case((_EXHAUSTED, sa.bindparam("p_now")), else_=_v.ended_at),
+    )
+    .returning(*verifications.c)
+)
 
 
 def _bump_day(is_sqlite: bool) -> sa.Executable:
@@ -86,14 +132,7 @@ async def cancel_unsent_messages(
 ) -> list[str]:
     """An ended verification's messages that no carrier has yet are never sent; their ids."""
     cancelled = (
-        await connection.execute(
-            messages.update()
-            .where(messages.c.verification_id == verification_id, messages.c.status.in_(_UNSENT))
-            .values(
-                status=MessageStatus.CANCELLED.value, otp_code=None, done_at=now, updated_at=now
-            )
-            .returning(messages.c.id, messages.c.account_id)
-        )
+        await connection.execute(_CANCEL_UNSENT, {"p_verification": verification_id, "p_now": now})
     ).all()
     if cancelled:
         await connection.execute(
@@ -273,9 +312,7 @@ class SqlVerificationStore:
         async with self._db.write() as connection:
             row = (
                 await connection.execute(
-                    sa.select(verifications).where(
-                        v.id == verification_id, v.account_id == account_id
-                    )
+                    _SELECT_OWN, {"p_id": verification_id, "p_account": account_id}
                 )
             ).first()
             if row is None:
@@ -284,52 +321,17 @@ class SqlVerificationStore:
             result = _final_result(record, now)
             if result is None:
                 is_match = matches(record)
-                live = sa.and_(
-                    v.id == verification_id,
-                    v.status == VerificationStatus.PENDING.value,
-                    v.expires_at > now,
-                    v.attempts < v.max_attempts,
-                )
-                if is_match:
-                    updated = await connection.execute(
-                        verifications.update()
-                        .where(live)
-                        .values(
-                            attempts=v.attempts + 1,
-                            status=VerificationStatus.VERIFIED.value,
-                            ended_at=now,
-                        )
-                    )
-                    result = CheckResult.VERIFIED if updated.rowcount == 1 else None
-                else:
-                    exhausted = v.attempts + 1 >= v.max_attempts
-                    updated = await connection.execute(
-                        verifications.update()
-                        .where(live)
-                        .values(
-                            attempts=v.attempts + 1,
-                            status=sa.case(
-                                (exhausted, VerificationStatus.FAILED.value), else_=v.status
-                            ),
-                            ended_at=sa.case((exhausted, now), else_=v.ended_at),
-                        )
-                    )
-                    result = CheckResult.WRONG_CODE if updated.rowcount == 1 else None
-                if result is None:  # lost a race: read what won
-                    fresh = (
-                        await connection.execute(
-                            sa.select(verifications).where(v.id == verification_id)
-                        )
-                    ).one()
+                attempt = _RIGHT_CODE if is_match else _WRONG_CODE
+                fresh = (
+                    await connection.execute(attempt, {"p_id": verification_id, "p_now": now})
+                ).first()
+                if fresh is None:  # lost a race: read what won
+                    fresh = (await connection.execute(_SELECT, {"p_id": verification_id})).one()
                     record = verification_record(fresh)
                     result = _final_result(record, now) or CheckResult.FAILED
                 else:
-                    fresh = (
-                        await connection.execute(
-                            sa.select(verifications).where(v.id == verification_id)
-                        )
-                    ).one()
                     record = verification_record(fresh)
+                    result = CheckResult.VERIFIED if is_match else CheckResult.WRONG_CODE
                     if record.status is not VerificationStatus.PENDING:
                         await self._listener.on_verification_ended(connection, record, now)
                 if record.status is not VerificationStatus.PENDING:
@@ -355,10 +357,9 @@ class SqlVerificationStore:
                         connection, verification_id, now, "verification expired"
                     )
             await connection.execute(
-                verification_checks.insert().values(
-                    verification_id=verification_id, account_id=account_id,
-                    result=result.value, checked_at=now,
-                )
+                _INSERT_CHECK,
+                {"verification_id": verification_id, "account_id": account_id,
+                 "result": result.value, "checked_at": now},
             )  # fmt: skip
         return result, record
 
