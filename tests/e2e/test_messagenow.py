@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import xlsxwriter
 from tests.conftest import SettingsFactory, open_client
 from tests.e2e.conftest import PASSWORD, eventually
 
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
+from switchboard.storage.sql.tables import messages
 from switchboard.testing.client import MessageCentralClient
 
 SEND = "/verification/v3/send"
@@ -377,5 +379,35 @@ async def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(
             )
         assert response.json()["responseCode"] == 400
         assert "upload limit" in response.json()["errorMessage"]
+    finally:
+        await built.stop()
+
+
+async def test_a_file_refused_after_batches_were_staged_leaves_no_message(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    settings = make_settings(messaging={"ingest_batch_size": 10, "max_upload_rows": 25})
+    built = build_container(settings, clock=clock)
+    await built.start(run_workers=False)
+    try:
+        await built.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1"
+        )
+        rows = [(91, 9816111111 + n, f"n{n}") for n in range(40)]
+        async with await open_client(built) as http:
+            api = MessageCentralClient(http, "C-1", PASSWORD)
+            await api.fetch_token()
+            response = await http.post(
+                SEND,
+                params={"type": "SMS", "flowType": "SMS", "senderId": "ACMEIN",
+                        "message": "hi ##var1##"},
+                files={"file": ("r.xlsx", workbook(rows), "application/octet-stream")},
+                headers=api.headers(),
+            )  # fmt: skip
+        assert response.json()["responseCode"] == 400, response.json()
+        assert "more than 25 recipient rows" in response.json()["errorMessage"]
+        async with built.database.read() as connection:
+            count = await connection.execute(sa.select(sa.func.count()).select_from(messages))
+            assert count.scalar_one() == 0
     finally:
         await built.stop()

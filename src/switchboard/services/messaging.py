@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol
@@ -82,6 +83,10 @@ class Accepted:
     price: int | None = None  # a dry run's quote in minor units, while billing is on
 
 
+_Row = tuple[str, str, TextSummary]
+"""A recipient ready to stage: E.164 destination, calling code, text."""
+
+
 class PriceQuoter(Protocol):
     async def quote(
         self,
@@ -129,17 +134,17 @@ class MessagingService:
         self,
         account: Account,
         common: _Common,
-        rows: Sequence[tuple[str, TextSummary]],
+        rows: Sequence[_Row],
         offset: dict[Channel, int] | None = None,
     ) -> int | None:
         """A dry run's price of `rows`; `offset` carries the units quoted by earlier batches."""
         if self._pricing is None:
             return None
-        units = [billable_units(common.channel, summary.segments) for _, summary in rows]
+        units = [billable_units(common.channel, summary.segments) for _, _, summary in rows]
         items = [
             Billable(channel=common.channel, message_type=common.message_type, destination=d,
                      units=n)
-            for (d, _), n in zip(rows, units, strict=True)
+            for (d, _, _), n in zip(rows, units, strict=True)
         ]  # fmt: skip
         price = await self._pricing.quote(account.id, items, volume_offset=offset)
         if offset is not None:
@@ -248,8 +253,9 @@ class MessagingService:
         transaction_id: str,
         campaign_id: str | None = None,
         status: MessageStatus = MessageStatus.QUEUED,
+        now: datetime | None = None,
     ) -> MessageRecord:
-        now = self._clock.now()
+        now = now or self._clock.now()
         return MessageRecord(
             id=str(uuid.uuid4()),
             numeric_id=new_verification_id(),
@@ -285,7 +291,9 @@ class MessagingService:
             dry_run=request.dry_run,
         )
         if request.dry_run:
-            accepted.price = await self._quote(account, common, [(phone.e164, summary)])
+            accepted.price = await self._quote(
+                account, common, [(phone.e164, phone.country_code, summary)]
+            )
             return accepted
         message = self._message(
             account, common, destination=phone.e164, country_code=phone.country_code,
@@ -310,7 +318,7 @@ class MessagingService:
             scheduled_at=common.not_before if common.scheduled else None,
         )  # fmt: skip
         if request.dry_run:
-            accepted.price = await self._quote(account, common, [(address, summary)])
+            accepted.price = await self._quote(account, common, [(address, "", summary)])
             return accepted
         message = self._message(
             account, common, destination=address, country_code="",
@@ -335,7 +343,7 @@ class MessagingService:
         )
         summary = self._summarise(common, common.template)
         errors = [{"index": e.index, "value": e.raw, "reason": e.reason} for e in parsed.errors]
-        rows = [(r.e164, summary) for r in parsed.recipients]
+        rows = [(r.e164, _country_of(r.e164), summary) for r in parsed.recipients]
         total = len(parsed.recipients) + len(parsed.errors)
         return await self._campaign(
             account, request, common, "LIST", iter([rows]), total_errors=errors, total=total
@@ -360,8 +368,8 @@ class MessagingService:
         counters = {"total": 0, "invalid": 0}
         batch_size = self._settings.ingest_batch_size
 
-        def batches() -> Iterator[list[tuple[str, TextSummary]]]:
-            batch: list[tuple[str, TextSummary]] = []
+        def batches() -> Iterator[list[_Row]]:
+            batch: list[_Row] = []
             with sheet:
                 for item in sheet:
                     counters["total"] += 1
@@ -385,10 +393,43 @@ class MessagingService:
             counters=counters, threaded=True,
         )  # fmt: skip
 
-    def _row(self, common: _Common, row: RecipientRow) -> tuple[str, TextSummary]:
+    def _row(self, common: _Common, row: RecipientRow) -> _Row:
         phone = parse_phone(row.country, row.mobile)
         text = templating.render(common.template, row.variables)
-        return phone.e164, self._summarise(common, text)
+        # phone.country_code is the calling code phonenumbers finds in phone.e164: calling
+        # codes are prefix-free (tests/unit/test_phone.py checks the metadata).
+        return phone.e164, phone.country_code, self._summarise(common, text)
+
+    async def _stage(
+        self,
+        account: Account,
+        request: MessageRequest,
+        common: _Common,
+        campaign: CampaignRecord,
+        batch: list[_Row],
+        quoted: list[int | None],
+        offset: dict[Channel, int],
+    ) -> None:
+        if request.dry_run:
+            quoted.append(await self._quote(account, common, batch, offset))
+            return
+        staged_at = self._clock.now()
+        await self._store.stage_campaign_messages(
+            [
+                self._message(
+                    account,
+                    common,
+                    destination=destination,
+                    country_code=country_code,
+                    summary=summary,
+                    transaction_id=campaign.transaction_id,
+                    campaign_id=campaign.id,
+                    status=MessageStatus.HELD,
+                    now=staged_at,
+                )
+                for destination, country_code, summary in batch
+            ]
+        )
 
     async def _campaign(
         self,
@@ -396,7 +437,7 @@ class MessagingService:
         request: MessageRequest,
         common: _Common,
         source: str,
-        batches: Iterator[list[tuple[str, TextSummary]]],
+        batches: Iterator[list[_Row]],
         *,
         total_errors: list[dict[str, Any]],
         total: int | None = None,
@@ -428,38 +469,14 @@ class MessagingService:
         offset: dict[Channel, int] = {}
         if not request.dry_run:
             await self._store.create_campaign(campaign)
-        sentinel: list[tuple[str, TextSummary]] = []
         try:
-            while True:
-                batch = (
-                    await asyncio.to_thread(next, batches, sentinel)
-                    if threaded
-                    else next(batches, sentinel)
-                )
-                if batch is sentinel:
-                    break
-                for _destination, summary in batch:
-                    if len(preview) < _PREVIEW_ROWS:
-                        preview.append(summary)
-                accepted += len(batch)
-                if request.dry_run:
-                    quoted.append(await self._quote(account, common, batch, offset))
-                    continue
-                await self._store.stage_campaign_messages(
-                    [
-                        self._message(
-                            account,
-                            common,
-                            destination=destination,
-                            country_code=_country_of(destination),
-                            summary=summary,
-                            transaction_id=campaign.transaction_id,
-                            campaign_id=campaign.id,
-                            status=MessageStatus.HELD,
-                        )
-                        for destination, summary in batch
-                    ]
-                )
+            async with contextlib.aclosing(_read_ahead(batches, threaded)) as ready:
+                async for batch in ready:
+                    preview.extend(
+                        summary for _, _, summary in batch[: _PREVIEW_ROWS - len(preview)]
+                    )
+                    accepted += len(batch)
+                    await self._stage(account, request, common, campaign, batch, quoted, offset)
         except InvalidRequestError as error:
             if not request.dry_run:
                 await self._store.abort_campaign(campaign.id, error.message, self._clock.now())
@@ -521,6 +538,28 @@ class CampaignRefusedError(InvalidRequestError):
         super().__init__(message)
         self.errors = errors
         self.total = total
+
+
+async def _read_ahead(
+    batches: Iterator[list[_Row]], threaded: bool
+) -> AsyncGenerator[list[_Row], None]:
+    """The batches; a threaded source reads the next one while the caller stages this one
+    (the parser's zlib and the database's own work release the GIL)."""
+    if not threaded:
+        for batch in batches:
+            yield batch
+        return
+    sentinel: list[_Row] = []
+    pending = asyncio.ensure_future(asyncio.to_thread(next, batches, sentinel))
+    try:
+        while (batch := await pending) is not sentinel:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, batches, sentinel))
+            yield batch
+    finally:
+        # Closed early (the campaign is refused): let the read in its thread end first.
+        await asyncio.wait([pending])
+        if not pending.cancelled():
+            pending.exception()  # retrieved: the error that matters is the caller's
 
 
 def _country_of(e164: str) -> str:
