@@ -10,6 +10,7 @@ from switchboard.domain.encoding import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     MULTI_PART_UNITS,
+    SINGLE_PART_UNITS,
     Encoding,
     TextInfo,
     analyse,
@@ -17,8 +18,10 @@ from switchboard.domain.encoding import (
     decode_gsm7,
     decode_ucs2,
     encode,
+    is_gsm7,
     split,
     split_for_sms,
+    unit_cost,
 )
 
 GSM_CHARS = [c for c in GSM7_BASIC if c != "\x1b"] + list(GSM7_EXTENSION)
@@ -126,3 +129,42 @@ def test_gsm7_split_never_cuts_an_escape(text: str, per_part: int) -> None:
         data = encode(part, Encoding.GSM7)
         assert len(data) <= per_part
         assert decode_gsm7(data) == part  # a cut escape would decode differently
+
+
+# The fast paths (translate, utf-16 length, even parts) against the definitions, per character.
+mixed_text = st.text(
+    alphabet=st.sampled_from([*GSM_CHARS[:20], "{", "€", "\x1b", "`", "Ж", "😀", "\ud800", "\n"]),
+    max_size=500,
+)
+
+
+def _reference(text: str, encoding: Encoding | None = None) -> TextInfo:
+    gsm7 = all((c in GSM7_BASIC and c != "\x1b") or c in GSM7_EXTENSION for c in text)
+    chosen = encoding or (Encoding.GSM7 if gsm7 else Encoding.UCS2)
+    units = sum(unit_cost(c, chosen) for c in text)
+    if units <= SINGLE_PART_UNITS[chosen]:
+        return TextInfo(chosen, units, 1)
+    return TextInfo(chosen, units, len(split(text, chosen, MULTI_PART_UNITS[chosen])))
+
+
+@settings(max_examples=400, deadline=None)
+@given(gsm_text | any_text | mixed_text)
+def test_analyse_equals_the_per_character_definition(text: str) -> None:
+    assert analyse(text) == _reference(text)
+    assert analyse(text, Encoding.UCS2) == _reference(text, Encoding.UCS2)
+    assert is_gsm7(text) == (_reference(text).encoding is Encoding.GSM7)
+    assert count_units(text, Encoding.UCS2) == sum(unit_cost(c, Encoding.UCS2) for c in text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(gsm_text | mixed_text)
+def test_forced_gsm7_counts_like_the_definition_or_refuses_the_same_character(text: str) -> None:
+    try:
+        expected: TextInfo | str = _reference(text, Encoding.GSM7)
+    except ValueError as error:
+        expected = str(error)
+    try:
+        actual: TextInfo | str = analyse(text, Encoding.GSM7)
+    except ValueError as error:
+        actual = str(error)
+    assert actual == expected

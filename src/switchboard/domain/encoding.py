@@ -40,6 +40,9 @@ GSM7_EXTENSION = {
 _BASIC_CODES = {char: code for code, char in enumerate(GSM7_BASIC) if code != GSM7_ESCAPE}
 _EXTENSION_CHARS = {code: char for char, code in GSM7_EXTENSION.items()}
 
+# The fast paths: deleting every basic character leaves the ones that cost more than a septet.
+_WITHOUT_BASIC = str.maketrans(dict.fromkeys(_BASIC_CODES))
+
 # Units per message: (single part, each part of a concatenated message with an 8-bit UDH ref).
 SINGLE_PART_UNITS = {Encoding.GSM7: 160, Encoding.UCS2: 70}
 MULTI_PART_UNITS = {Encoding.GSM7: 153, Encoding.UCS2: 67}
@@ -55,7 +58,24 @@ class TextInfo:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(char in _BASIC_CODES or char in GSM7_EXTENSION for char in text)
+    return _gsm7_units(text) is not None
+
+
+def _gsm7_units(text: str) -> int | None:
+    """Septets of `text`, None when a character is outside the GSM-7 alphabet."""
+    rest = text.translate(_WITHOUT_BASIC)
+    if not rest:
+        return len(text)
+    if all(char in GSM7_EXTENSION for char in rest):
+        return len(text) + len(rest)  # ESC + code: one more septet each
+    return None
+
+
+def _ucs2_units(text: str) -> int:
+    """UTF-16 code units: two for a character beyond the BMP, one for any other."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def detect_encoding(text: str) -> Encoding:
@@ -74,7 +94,13 @@ def unit_cost(char: str, encoding: Encoding) -> int:
 
 
 def count_units(text: str, encoding: Encoding) -> int:
-    return sum(unit_cost(char, encoding) for char in text)
+    """The sum of `unit_cost` over the text's characters; raises as it does."""
+    if encoding is Encoding.UCS2:
+        return _ucs2_units(text)
+    units = _gsm7_units(text)
+    if units is None:
+        return sum(unit_cost(char, encoding) for char in text)  # raises for the first outsider
+    return units
 
 
 def analyse(text: str, encoding: Encoding | None = None) -> TextInfo:
@@ -83,11 +109,18 @@ def analyse(text: str, encoding: Encoding | None = None) -> TextInfo:
     An empty text is one (empty) part. `encoding` forces UCS-2 for a GSM-7 text; forcing GSM-7
     on a text outside the alphabet raises ValueError.
     """
-    chosen = encoding or detect_encoding(text)
-    units = count_units(text, chosen)
+    if encoding is None:
+        gsm7 = _gsm7_units(text)
+        chosen = Encoding.UCS2 if gsm7 is None else Encoding.GSM7
+        units = _ucs2_units(text) if gsm7 is None else gsm7
+    else:
+        chosen, units = encoding, count_units(text, encoding)
     if units <= SINGLE_PART_UNITS[chosen]:
         return TextInfo(chosen, units, 1)
-    return TextInfo(chosen, units, len(split(text, chosen, MULTI_PART_UNITS[chosen])))
+    per_part = MULTI_PART_UNITS[chosen]
+    if units == len(text):  # every character costs one unit: parts fill up evenly
+        return TextInfo(chosen, units, -(-units // per_part))
+    return TextInfo(chosen, units, len(split(text, chosen, per_part)))
 
 
 def split(text: str, encoding: Encoding, per_part_units: int) -> tuple[str, ...]:
