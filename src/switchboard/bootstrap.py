@@ -38,6 +38,8 @@ from switchboard.services.callbacks import CallbackService
 from switchboard.services.messaging import MessagingService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
+from switchboard.storage.account_cache import CachedAccountStore
+from switchboard.storage.base import AccountStore
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
@@ -181,7 +183,7 @@ def build_routes(settings: Settings, known: set[str]) -> list[Route]:
 def build_billing(
     settings: Settings,
     database: Database,
-    accounts: SqlAccountStore,
+    accounts: AccountStore,
     clock: Clock,
     *,
     wake_webhooks: Callable[[], None],
@@ -291,7 +293,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     if settings.sqlite_path is not None:
         settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     database = Database(settings.database_url)
-    account_store = SqlAccountStore(database)
+    account_store = CachedAccountStore(
+        SqlAccountStore(database), ttl_s=settings.tokens.account_cache_s
+    )
     overlap = timedelta(seconds=settings.webhooks.rotation_overlap_s)
     callback_store = SqlCallbackStore(database, rotation_overlap=overlap)
     address_policy = AddressPolicy.from_settings(settings.webhooks)

@@ -44,6 +44,9 @@ class TokenSettings(_Section):
     issuer: str = "switchboard"
     audience: str = "switchboard-api"
     leeway_s: int = Field(default=30, ge=0, le=300)
+    # How long the token check may use an account read earlier: a token revoked or an account
+    # disabled by another process (the CLI) is refused at most this much later. 0 reads always.
+    account_cache_s: float = Field(default=2.0, ge=0, le=60)
 
 
 class LockoutSettings(_Section):

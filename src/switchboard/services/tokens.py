@@ -10,7 +10,7 @@ import jwt
 from switchboard.clock import Clock
 from switchboard.domain.accounts import Account
 from switchboard.errors import AuthenticationError
-from switchboard.storage.base import AccountStore
+from switchboard.storage.account_cache import CachedAccountStore
 
 _REFUSED = "authToken is missing, invalid or expired"
 
@@ -18,7 +18,7 @@ _REFUSED = "authToken is missing, invalid or expired"
 class TokenService:
     def __init__(
         self,
-        store: AccountStore,
+        store: CachedAccountStore,
         clock: Clock,
         *,
         signing_key: bytes,
@@ -82,7 +82,7 @@ class TokenService:
         """The account behind a token; refused alike when forged, expired, revoked or disabled."""
         claims = self.decode(token)
         subject = claims.get("sub")
-        account = await self._store.get_account(subject) if isinstance(subject, str) else None
+        account = await self._store.cached_account(subject) if isinstance(subject, str) else None
         if account is None or not account.enabled or claims.get("tv") != account.token_version:
             raise AuthenticationError(_REFUSED)
         return account
