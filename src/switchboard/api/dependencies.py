@@ -13,21 +13,26 @@ if TYPE_CHECKING:
     from switchboard.bootstrap import Container
 
 
-def get_container(request: Request) -> Container:
+def container_of(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
+
+
+async def get_container(request: Request) -> Container:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+    return container_of(request)
 
 
 async def get_account(
     request: Request,
     auth_token: Annotated[str | None, Header(alias="authToken")] = None,
 ) -> Account:
-    container = get_container(request)
+    container = container_of(request)
     return await container.tokens.authenticate(auth_token)
 
 
 async def get_params(request: Request) -> Params:
-    container = get_container(request)
+    container = container_of(request)
     return await read_params(
         request,
         max_body_bytes=container.settings.api.max_body_bytes,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi.responses import JSONResponse
+
 from switchboard.errors import ResponseCode
 
 # The HTTP status used when `error_http_status = "mapped"`; the body always carries the code.
@@ -32,6 +34,12 @@ def http_status(code: ResponseCode, mode: Literal["mapped", "200"]) -> int:
 
 def success(data: dict[str, Any] | None) -> dict[str, Any]:
     return {"responseCode": int(ResponseCode.SUCCESS), "message": "SUCCESS", "data": data}
+
+
+def ok(data: dict[str, Any] | None) -> JSONResponse:
+    """`success` as a response, for the hot routes: FastAPI then skips its generic encoder (the
+    data must already be plain JSON values)."""
+    return JSONResponse(success(data))
 
 
 def failure(

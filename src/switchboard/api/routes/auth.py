@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from switchboard.api import envelope
-from switchboard.api.dependencies import get_container
+from switchboard.api.dependencies import container_of
 from switchboard.errors import InvalidRequestError, ResponseCode, SwitchboardError
 
 router = APIRouter(tags=["token"])
@@ -28,7 +28,7 @@ async def generate_token(
     country: str | None = Query(default=None, description="Country code to send OTP to"),
     email: str | None = Query(default=None),
 ) -> JSONResponse:
-    container = get_container(request)
+    container = container_of(request)
     mode = container.settings.api.error_http_status
     try:
         if scope is not None and scope.strip().upper() not in {"NEW", ""}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from switchboard.api.dependencies import get_container
+from switchboard.api.dependencies import container_of
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +17,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: the database answers")
 async def readyz(request: Request) -> JSONResponse:
-    container = get_container(request)
+    container = container_of(request)
     database_ok = await container.database.ping()
     body = {"status": "ok" if database_ok else "unavailable", "database": database_ok}
     return JSONResponse(body, status_code=200 if database_ok else 503)

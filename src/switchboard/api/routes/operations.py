@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
-from switchboard.api.dependencies import get_container
+from switchboard.api.dependencies import container_of
 
 if TYPE_CHECKING:
     from switchboard.bootstrap import Container
@@ -47,14 +47,14 @@ async def _refresh(container: Container) -> dict[str, int]:
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    container = get_container(request)
+    container = container_of(request)
     await _refresh(container)
     return Response(container.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/status", summary="Connectors, binds and queue depth")
 async def status(request: Request) -> dict[str, Any]:
-    container = get_container(request)
+    container = container_of(request)
     depth = await _refresh(container)
     return {
         "queue": depth,

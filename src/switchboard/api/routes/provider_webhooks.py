@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
-from switchboard.api.dependencies import get_container
+from switchboard.api.dependencies import container_of
 from switchboard.channels.webhooks import (
     WebhookError,
     WebhookPayloadError,
@@ -59,7 +59,7 @@ def _refusal(error: WebhookError) -> Response:
 
 
 async def _receive(request: Request, kind: str, connector: str | None) -> Response:
-    container = get_container(request)
+    container = container_of(request)
     driver = _driver(container, kind, connector)
     if driver is None:
         return Response(status_code=404)
@@ -79,7 +79,7 @@ async def _receive(request: Request, kind: str, connector: str | None) -> Respon
 
 
 def _handshake(request: Request, connector: str | None) -> Response:
-    driver = _driver(get_container(request), "whatsapp", connector)
+    driver = _driver(container_of(request), "whatsapp", connector)
     if driver is None:
         return Response(status_code=404)
     params = request.query_params

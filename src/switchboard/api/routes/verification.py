@@ -63,7 +63,7 @@ async def send(container: ContainerDep, account: AccountDep, params: ParamsDep) 
         ),
     )
     record = started.verification
-    return envelope.success(
+    return envelope.ok(
         {
             "verificationId": str(record.id),
             "mobileNumber": record.mobile_number,
@@ -87,7 +87,7 @@ async def _validate(container: ContainerDep, account: AccountDep, params: Params
         body = envelope.failure(exc.code, exc.message, data)
         status = envelope.http_status(exc.code, container.settings.api.error_http_status)
         return JSONResponse(body, status_code=status)
-    return envelope.success(
+    return envelope.ok(
         {
             "verificationId": str(record.id),
             "mobileNumber": record.mobile_number,
