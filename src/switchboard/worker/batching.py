@@ -25,10 +25,18 @@ class GroupCommit(Generic[T, R]):
         self._max_items = max_items
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._runner: asyncio.Task[None] | None = None
+        self._last: asyncio.Future[R] | None = None
+
+    async def flushed(self) -> None:
+        """Return once every item submitted so far has been flushed (or has failed)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait((last,))
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        self._last = future
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
         return await future

@@ -7,19 +7,20 @@ import contextlib
 import random
 import secrets
 import socket
+from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from functools import partial
 
 from switchboard.channels.base import (
     ChannelDriver,
     OutboundMessage,
     SendError,
     SendErrorKind,
+    SendResult,
 )
 from switchboard.clock import Clock
 from switchboard.config import WorkerSettings
-from switchboard.domain.messages import Lane, MessageRecord, MessageStatus
+from switchboard.domain.messages import Channel, Lane, MessageRecord, MessageStatus, MessageType
 from switchboard.domain.routing import SANDBOX, Route, choose_connectors
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
@@ -27,6 +28,14 @@ from switchboard.storage.sql.queue import SqlMessageQueue, Submitted
 from switchboard.worker.batching import GroupCommit
 
 log = get_logger("switchboard.worker")
+
+# Bulk messages claimed per transaction (into the local buffer), and rows per settle.
+BULK_CLAIM = 256
+SETTLE_BATCH = 256
+
+_Outcome = tuple[str | None, SendResult | SendError]
+_EXPIRED: _Outcome = (None, SendError(SendErrorKind.PERMANENT, "expired"))
+_NO_ROUTE: _Outcome = (None, SendError(SendErrorKind.PERMANENT, "no route"))
 
 
 class Dispatcher:
@@ -40,21 +49,32 @@ class Dispatcher:
         *,
         test_numbers: frozenset[str] = frozenset(),
         fallback_step_timeout_s: float = 30.0,
-        max_in_flight: int = 200,
+        max_in_flight: int = 5000,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
-        self._settler: GroupCommit[Submitted, int] = GroupCommit(self._settle_submitted)
+        # At most a few hundred rows per settle transaction: on SQLite an OTP's claim waits
+        # for the one writer, so no write transaction may run long.
+        self._settler: GroupCommit[Submitted, int] = GroupCommit(
+            self._settle_submitted, max_items=SETTLE_BATCH
+        )
         self._marker: GroupCommit[str, int] = GroupCommit(self._mark_dispatched)
+        # Receipts wait for the settles already submitted: a receipt that beat its
+        # submit_sm_resp then finds its message instead of being parked and matched later.
+        queue.settles_first(self._settler.flushed)
         self._queue = queue
         self._drivers = drivers
         self._routes = routes
         self._clock = clock
         self._settings = settings
         self._test_numbers = test_numbers
+        self._routing: dict[tuple[Channel, MessageType, str], tuple[str, ...]] = {}
+        # The longest route prefix: all of a destination's digits that routing looks at.
+        self._prefix_len = max((len(p) for r in routes for p in r.prefixes), default=0)
         self._step_timeout_s = fallback_step_timeout_s
         self.owner = f"{socket.gethostname()}:{secrets.token_hex(4)}"
-        self._bulk_in_flight = 0
+        self._bulk_in_driver = 0
+        self._bulk_ready: deque[MessageRecord] = deque()
         self._max_in_flight = max_in_flight
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -92,74 +112,103 @@ class Dispatcher:
         """Stop claiming and wait (bounded) for in-flight sends to settle."""
         self._stopping.set()
         self._wake.set()
+        if self._bulk_ready:  # claimed, never handed to a driver: back to the queue now
+            unsent = [message.id for message in self._bulk_ready]
+            self._bulk_ready.clear()
+            try:
+                await self._queue.release_unsent(self.owner, unsent, self._clock.now())
+            except Exception:  # their leases run out and the reaper requeues them
+                log.exception("could not release unsent messages")
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace_s)
 
     async def _claim(self) -> int:
-        """Claim what can be sent soon: OTPs up to the in-flight limit, bulk up to its own cap.
+        """Claim what can be sent soon: OTPs up to the in-flight limit, bulk ahead of need.
 
-        Lane order alone is not enough: bulk messages claimed earlier wait inside the drivers
-        (window, TPS) ahead of a new OTP, so the number of bulk messages in flight is capped.
+        Lane order alone is not enough: bulk messages handed to a driver wait inside it (window,
+        TPS) ahead of a new OTP, so bulk messages are claimed into a local buffer and handed to
+        the drivers only while fewer than `bulk_in_flight` of them are inside one. OTPs skip
+        the buffer. OTP and bulk claims share one write transaction.
         """
         free = self._max_in_flight - len(self._in_flight)
         if free <= 0:
             return 0
-        now = self._clock.now()
-        batch = await self._queue.claim(
-            self.owner, now, min(free, self._settings.batch_size), self._settings.lease_s,
-            lanes=(Lane.OTP,),
+        bulk_wanted = 0
+        if len(self._bulk_ready) < self._settings.bulk_in_flight:
+            bulk_wanted = min(free, max(self._settings.batch_size, BULK_CLAIM))
+        otps, bulk = await self._queue.claim_lanes(
+            self.owner, self._clock.now(), self._settings.lease_s,
+            otp_limit=min(free, self._settings.batch_size), bulk_limit=bulk_wanted,
         )  # fmt: skip
-        free_bulk = min(free - len(batch), self._settings.bulk_in_flight - self._bulk_in_flight)
-        if free_bulk > 0:
-            bulk = await self._queue.claim(
-                self.owner, now, min(free_bulk, self._settings.batch_size),
-                self._settings.lease_s, lanes=(Lane.TRANSACTIONAL, Lane.PROMOTIONAL),
-            )  # fmt: skip
-            # Bulk is marked per batch (a crash re-sends it: at-least-once); an OTP right before
-            # its own send, so a crash leaves as few as possible UNKNOWN and sends none twice.
-            await self._queue.mark_dispatched(self.owner, [x.id for x in bulk], now)
-            batch += bulk
-        for message in batch:
-            is_bulk = message.lane is not Lane.OTP
-            self._bulk_in_flight += is_bulk
-            task = asyncio.create_task(self._send_guarded(message))
-            self._in_flight.add(task)
-            task.add_done_callback(partial(self._finished, is_bulk=is_bulk))
-        return len(batch)
+        for message in otps:
+            self._start(message, is_bulk=False)
+        self._bulk_ready.extend(bulk)
+        self._pump()
+        return len(otps) + len(bulk)
 
-    def _finished(self, task: asyncio.Task[None], *, is_bulk: bool) -> None:
+    def _pump(self) -> None:
+        """Hand buffered bulk messages to the drivers while they hold fewer than the cap."""
+        cap = self._settings.bulk_in_flight
+        ready = self._bulk_ready
+        while ready and self._bulk_in_driver < cap:
+            self._bulk_in_driver += 1
+            self._start(ready.popleft(), is_bulk=True)
+
+    def _start(self, message: MessageRecord, *, is_bulk: bool) -> None:
+        task = asyncio.create_task(self._send_guarded(message, is_bulk))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._bulk_in_flight -= is_bulk
-        self._wake.set()  # capacity freed: claim more now rather than at the next poll
+        if len(self._bulk_ready) < self._settings.bulk_in_flight:
+            self._wake.set()  # capacity freed: claim more now rather than at the next poll
 
-    async def _send_guarded(self, message: MessageRecord) -> None:
+    async def _send_guarded(self, message: MessageRecord, is_bulk: bool) -> None:
         try:
-            await self.send(message)
+            outcome = await self._hand_over(message)
         except Exception:  # the lease brings the message back if we could not settle
             log.exception("send failed unexpectedly", message_id=message.id)
+            return
+        finally:
+            if is_bulk:  # out of the driver: the next buffered message may go in
+                self._bulk_in_driver -= 1
+                self._pump()
+                if len(self._bulk_ready) < self._settings.bulk_in_flight:
+                    self._wake.set()
+        try:
+            await self._settle(message, outcome)
+        except Exception:
+            log.exception("settle failed unexpectedly", message_id=message.id)
 
     def _candidates(self, message: MessageRecord) -> tuple[str, ...]:
         if message.destination in self._test_numbers:
             return (SANDBOX,)  # test numbers never reach a carrier
-        return choose_connectors(
-            self._routes, message.channel, message.destination, message.message_type
-        )
+        # Routes match on a prefix of at most _prefix_len digits: the answer for a destination
+        # is the answer for that prefix, computed once.
+        digits = message.destination.lstrip("+")[: self._prefix_len]
+        key = (message.channel, message.message_type, digits)
+        names = self._routing.get(key)
+        if names is None:
+            if len(self._routing) > 10_000:
+                self._routing.clear()
+            names = self._routing[key] = choose_connectors(
+                self._routes, message.channel, message.destination, message.message_type
+            )
+        return names
 
     async def send(self, message: MessageRecord) -> None:
+        """Send one claimed message through its route's drivers and settle the outcome."""
+        await self._settle(message, await self._hand_over(message))
+
+    async def _hand_over(self, message: MessageRecord) -> _Outcome:
+        """Try the route's drivers in order; what happened, for _settle."""
         now = self._clock.now()
         if message.expires_at is not None and now >= message.expires_at:
-            await self._queue.settle_failed(
-                message.id, self.owner, status=MessageStatus.CANCELLED,
-                reason="validity ended before it could be sent", now=now,
-            )  # fmt: skip
-            return
+            return _EXPIRED
         names = self._candidates(message)
         if not names:
-            await self._queue.settle_failed(
-                message.id, self.owner, status=MessageStatus.FAILED,
-                reason=f"no route for {message.channel} to {message.destination[:4]}…", now=now,
-            )  # fmt: skip
-            return
+            return _NO_ROUTE
         outbound = _outbound(message)
         if message.lane is Lane.OTP:
             await self._marker.submit(message.id)
@@ -178,19 +227,36 @@ class Dispatcher:
                 last_error = error
                 if error.kind is SendErrorKind.TRANSIENT:
                     continue  # failover: the next connector may take it
-                await self._settle_error(message, name, error)
-                return
+                return name, error
             self._metrics.submits.labels(name, "submitted").inc()
-            await self._settler.submit(
-                Submitted(message=message, connector=name, provider_ids=result.provider_ids,
-                          segments=result.segments)
+            return name, result
+        return None, last_error or SendError(
+            SendErrorKind.TRANSIENT, "no connector can carry this channel"
+        )
+
+    async def _settle(self, message: MessageRecord, outcome: _Outcome) -> None:
+        now = self._clock.now()
+        if outcome is _EXPIRED:
+            await self._queue.settle_failed(
+                message.id, self.owner, status=MessageStatus.CANCELLED,
+                reason="validity ended before it could be sent", now=now,
             )  # fmt: skip
             return
-        await self._settle_error(
-            message,
-            None,
-            last_error or SendError(SendErrorKind.TRANSIENT, "no connector can carry this channel"),
-        )
+        if outcome is _NO_ROUTE:
+            await self._queue.settle_failed(
+                message.id, self.owner, status=MessageStatus.FAILED,
+                reason=f"no route for {message.channel} to {message.destination[:4]}…", now=now,
+            )  # fmt: skip
+            return
+        name, result = outcome
+        if isinstance(result, SendError):
+            await self._settle_error(message, name, result)
+            return
+        assert name is not None
+        await self._settler.submit(
+            Submitted(message=message, connector=name, provider_ids=result.provider_ids,
+                      segments=result.segments)
+        )  # fmt: skip
 
     async def _mark_dispatched(self, ids: list[str]) -> list[int]:
         await self._queue.mark_dispatched(self.owner, ids, self._clock.now())

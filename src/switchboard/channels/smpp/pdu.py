@@ -634,19 +634,25 @@ def response_type(request: Pdu) -> type[Pdu]:
     return _RESPONSES[request.command_id]
 
 
-def encode(pdu: Pdu) -> bytes:
-    """The PDU on the wire. A refused response (status ≠ 0) goes without a body, as most SMSCs do."""
-    if not 0 <= pdu.sequence_number <= 0xFFFFFFFF:
-        raise PduEncodeError(f"sequence_number {pdu.sequence_number} out of range")
-    refused = pdu.is_response and pdu.command_status != 0
-    payload = b"" if refused else pdu.body() + _encode_tlvs(pdu.tlvs)
-    header = struct.pack(
-        ">IIII",
-        HEADER_SIZE + len(payload),
-        pdu.command_id,
-        pdu.command_status,
-        pdu.sequence_number,
-    )
+_HEADER = struct.Struct(">IIII")
+
+
+def encode(pdu: Pdu, sequence_number: int | None = None) -> bytes:
+    """The PDU on the wire, with `sequence_number` instead of the PDU's own when given.
+
+    A refused response (status ≠ 0) goes without a body, as most SMSCs do.
+    """
+    sequence = pdu.sequence_number if sequence_number is None else sequence_number
+    if not 0 <= sequence <= 0xFFFFFFFF:
+        raise PduEncodeError(f"sequence_number {sequence} out of range")
+    refused = pdu.command_status != 0 and pdu.is_response
+    if refused:
+        payload = b""
+    elif pdu.tlvs:
+        payload = pdu.body() + _encode_tlvs(pdu.tlvs)
+    else:
+        payload = pdu.body()
+    header = _HEADER.pack(HEADER_SIZE + len(payload), pdu.command_id, pdu.command_status, sequence)
     return header + payload
 
 

@@ -60,7 +60,9 @@ def parse_receipt_text(text: str) -> dict[str, str]:
     """Appendix B `key:value` pairs, keys lower-cased with `_` for spaces; `text` runs to the end."""
     fields: dict[str, str] = {}
     for match in _FIELD.finditer(text):
-        key = re.sub(r"[ _]?date$", "_date", match.group(1).lower())
+        key = match.group(1).lower()
+        if key.endswith("date"):
+            key = key[:-4].rstrip(" _") + "_date"
         value = match.group(2).strip()
         if key == "text":
             fields.setdefault(key, text[match.start(2) :].strip())
@@ -71,12 +73,17 @@ def parse_receipt_text(text: str) -> dict[str, str]:
 
 def parse_receipt_date(value: str | None) -> datetime | None:
     """YYMMDDhhmm or YYMMDDhhmmss, read as UTC (Appendix B gives no zone); None if unreadable."""
-    if not value or not value.isdigit() or len(value) not in (10, 12):
+    if not value or not (value.isascii() and value.isdigit()) or len(value) not in (10, 12):
         return None
+    year = int(value[:2])
+    # strptime's %y rule (POSIX): 69-99 are 1969-1999, 00-68 are 2000-2068.
+    year += 1900 if year >= 69 else 2000
+    seconds = int(value[10:12]) if len(value) == 12 else 0
     try:
-        return datetime.strptime(
-            value, "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M"
-        ).replace(tzinfo=UTC)
+        return datetime(
+            year, int(value[2:4]), int(value[4:6]), int(value[6:8]), int(value[8:10]), seconds,
+            tzinfo=UTC,
+        )  # fmt: skip
     except ValueError:
         return None
 

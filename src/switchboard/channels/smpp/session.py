@@ -15,7 +15,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from switchboard.channels.smpp.pdu import (
@@ -50,6 +50,13 @@ log = logging.getLogger(__name__)
 
 THROTTLING_STATUSES = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
 AUTH_STATUSES = frozenset({CommandStatus.ESME_RINVPASWD, CommandStatus.ESME_RINVSYSID})
+_READ_SIZE = 256 * 1024
+_WRITE_BUFFER_HIGH = 64 * 1024  # asyncio's default high-water mark
+
+
+def _expire(future: asyncio.Future[Pdu]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class BindMode(StrEnum):
@@ -532,44 +539,44 @@ class EsmeSession:
                 break
         return self._sequence
 
-    async def _write(self, pdu: Pdu) -> None:
+    async def _write(self, pdu: Pdu, sequence: int | None = None) -> None:
         writer = self._writer
         if writer is None or writer.is_closing():
             raise NotBoundError("no connection")
-        writer.write(encode(pdu))
-        await asyncio.wait_for(writer.drain(), self.config.response_timeout_s)
+        writer.write(encode(pdu, sequence))
+        # Waiting for drain() on every PDU costs a task per write (wait_for); wait only when
+        # the transport holds more than its high-water mark, i.e. when drain() would block.
+        if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
+            await asyncio.wait_for(writer.drain(), self.config.response_timeout_s)
 
     async def _request(self, pdu: Pdu, *, timeout_s: float | None = None) -> Pdu:
         """Send a request and wait for the PDU answering its sequence number."""
         if self._writer is None:
             raise NotBoundError("no connection")
         sequence = self._next_sequence()
-        future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Pdu] = loop.create_future()
         self._outstanding[sequence] = future
-        request = replace(pdu, sequence_number=sequence)
+        timeout = timeout_s or self.config.response_timeout_s
         try:
             try:
-                await self._write(request)
+                await self._write(pdu, sequence)
             except (ConnectionError, TimeoutError) as exc:
                 raise SubmitInterruptedError(f"write failed: {exc}") from exc
+            # A timer on the future rather than wait_for(shield(…)): no task per request.
+            timer = loop.call_later(timeout, _expire, future)
             try:
-                return await asyncio.wait_for(
-                    asyncio.shield(future), timeout_s or self.config.response_timeout_s
-                )
+                return await future
             except TimeoutError:
                 self.counters["response_timeouts"] += 1
                 raise SubmitTimeoutError(
-                    f"no response to {type(pdu).__name__} #{sequence} in "
-                    f"{timeout_s or self.config.response_timeout_s:g}s"
+                    f"no response to {type(pdu).__name__} #{sequence} in {timeout:g}s"
                 ) from None
+            finally:
+                timer.cancel()
         finally:
             if self._outstanding.get(sequence) is future:
                 del self._outstanding[sequence]
-
-    async def _read_pdu(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readexactly(HEADER_SIZE)
-        header = Header.parse(head)  # PduError here: framing is lost
-        return head + await reader.readexactly(header.command_length - HEADER_SIZE)
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> str:
         try:
@@ -579,50 +586,70 @@ class EsmeSession:
             self._drop_connection()
 
     async def _read_until_closed(self, reader: asyncio.StreamReader) -> str:
+        """Read whatever has arrived and handle every whole PDU in it (one read, many PDUs)."""
         loop = asyncio.get_running_loop()
+        buffer = b""
         while True:
             try:
-                data = await self._read_pdu(reader)
-            except asyncio.IncompleteReadError:
-                return "connection closed by the SMSC"
+                chunk = await reader.read(_READ_SIZE)
             except (ConnectionError, OSError) as exc:
                 return f"connection error: {exc}"
-            except PduError as exc:
-                # No trustworthy length: answer once and drop, there is no way to resync.
-                await self._nack(exc)
-                self._drop_connection()
-                return f"framing error: {exc}"
+            if not chunk:
+                return "connection closed by the SMSC"
             self._last_rx = loop.time()
-            try:
-                pdu = decode(data)
-            except PduError as exc:
-                self._fail_request(exc)
-                continue
-            if pdu.is_response or isinstance(pdu, GenericNack):
-                future = self._outstanding.get(pdu.sequence_number)
-                if future is not None and not future.done():
-                    future.set_result(pdu)
-                else:
-                    self.counters["late_responses"] += 1
-            elif isinstance(pdu, EnquireLink):
-                await self._answer(EnquireLinkResp(sequence_number=pdu.sequence_number))
-            elif isinstance(pdu, Unbind):
-                self.counters["unbind_received"] += 1
-                await self._answer(UnbindResp(sequence_number=pdu.sequence_number))
-                self._drop_connection()
-                return "unbind from the SMSC"
-            elif isinstance(pdu, DeliverSm | DataSm):
-                task = asyncio.create_task(self._deliver(pdu))
-                self._handlers.add(task)
-                task.add_done_callback(self._handlers.discard)
+            buffer = buffer + chunk if buffer else chunk
+            position = 0
+            while len(buffer) - position >= HEADER_SIZE:
+                try:
+                    header = Header.parse(buffer[position : position + HEADER_SIZE])
+                except PduError as exc:
+                    # No trustworthy length: answer once and drop, there is no way to resync.
+                    await self._nack(exc)
+                    self._drop_connection()
+                    return f"framing error: {exc}"
+                end = position + header.command_length
+                if end > len(buffer):
+                    break
+                data = buffer[position:end]
+                position = end
+                ended = await self._handle(data)
+                if ended is not None:
+                    return ended
+            buffer = buffer[position:]
+
+    async def _handle(self, data: bytes) -> str | None:
+        """One whole PDU from the SMSC; returns why the link ends, or None to go on."""
+        try:
+            pdu = decode(data)
+        except PduError as exc:
+            self._fail_request(exc)
+            return None
+        if pdu.is_response or isinstance(pdu, GenericNack):
+            future = self._outstanding.get(pdu.sequence_number)
+            if future is not None and not future.done():
+                future.set_result(pdu)
             else:
-                await self._nack(
-                    PduError(
-                        "unexpected request",
-                        command_status=CommandStatus.ESME_RINVCMDID,
-                        sequence_number=pdu.sequence_number,
-                    )
+                self.counters["late_responses"] += 1
+        elif isinstance(pdu, EnquireLink):
+            await self._answer(EnquireLinkResp(sequence_number=pdu.sequence_number))
+        elif isinstance(pdu, Unbind):
+            self.counters["unbind_received"] += 1
+            await self._answer(UnbindResp(sequence_number=pdu.sequence_number))
+            self._drop_connection()
+            return "unbind from the SMSC"
+        elif isinstance(pdu, DeliverSm | DataSm):
+            task = asyncio.create_task(self._deliver(pdu))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        else:
+            await self._nack(
+                PduError(
+                    "unexpected request",
+                    command_status=CommandStatus.ESME_RINVCMDID,
+                    sequence_number=pdu.sequence_number,
                 )
+            )
+        return None
 
     def _fail_request(self, exc: PduError) -> None:
         """A PDU we could frame but not decode: fail the request it answers, or nack it."""

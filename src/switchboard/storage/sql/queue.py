@@ -10,7 +10,7 @@ after (the worker died mid-send) makes bulk messages retry and OTPs UNKNOWN, nev
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from switchboard.channels.base import DeliveryReport, InboundMessage
 from switchboard.domain import delivery
 from switchboard.domain.messages import (
+    Channel,
     Lane,
     MessageRecord,
     MessageStatus,
+    MessageType,
     can_transition,
     redact_code,
 )
@@ -59,6 +61,10 @@ class _Receipt:
     state: str
     error_code: str | None
     done_at: datetime | None
+
+
+def _claim_order(message: MessageRecord) -> tuple[int, datetime]:
+    return message.lane, message.not_before or message.created_at
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -208,10 +214,85 @@ class _ReceiptChanges:
             await connection.execute(message_events.insert(), self.events)
 
 
+_RECORD_FIELDS = tuple(MessageRecord.__dataclass_fields__)
+_RECORD_COLUMNS = tuple(messages.c[name] for name in _RECORD_FIELDS)
+_CHANNELS = {channel.value: channel for channel in Channel}
+_TYPES = {kind.value: kind for kind in MessageType}
+_STATUSES = {status.value: status for status in MessageStatus}
+
+
+def _record(row: sa.Row[Any]) -> MessageRecord:
+    """A claimed row, selected as _RECORD_COLUMNS."""
+    values = dict(zip(_RECORD_FIELDS, row, strict=True))
+    values["channel"] = _CHANNELS[values["channel"]]
+    values["message_type"] = _TYPES[values["message_type"]]
+    values["status"] = _STATUSES[values["status"]]
+    return MessageRecord(**values)
+
+
+def _claim_statement(*, skip_locked: bool) -> sa.Update:
+    """Lease up to b_limit due messages of the lanes b_lanes, lane order first, oldest first."""
+    due = (
+        sa.select(m.id)
+        .where(
+            m.status == MessageStatus.QUEUED.value,
+            m.lane.in_(sa.bindparam("b_lanes", expanding=True)),
+            m.not_before <= sa.bindparam("b_now"),
+        )
+        .order_by(m.lane, m.not_before)
+        .limit(sa.bindparam("b_limit"))
+    )
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        messages.update()
+        .where(m.id.in_(due.scalar_subquery()))
+        .values(
+            status=MessageStatus.SENDING.value,
+            lease_owner=sa.bindparam("b_owner"),
+            lease_until=sa.bindparam("b_until", type_=m.lease_until.type),
+            attempts=m.attempts + 1,
+            dispatched_at=sa.bindparam("b_dispatched", type_=m.dispatched_at.type),
+            updated_at=sa.bindparam("b_now", type_=m.updated_at.type),
+        )
+        .returning(*_RECORD_COLUMNS)
+    )
+
+
+_CLAIM = {False: _claim_statement(skip_locked=False), True: _claim_statement(skip_locked=True)}
+_OTP_LANES = [int(Lane.OTP)]
+_BULK_LANES = [int(Lane.TRANSACTIONAL), int(Lane.PROMOTIONAL)]
+_RELEASE = (
+    messages.update()
+    .where(
+        m.id.in_(sa.bindparam("b_ids", expanding=True)),
+        m.lease_owner == sa.bindparam("b_owner"),
+        m.status == MessageStatus.SENDING.value,
+    )
+    .values(
+        status=MessageStatus.QUEUED.value,
+        lease_owner=None,
+        lease_until=None,
+        dispatched_at=None,
+        attempts=m.attempts - 1,
+        updated_at=sa.bindparam("b_now", type_=m.updated_at.type),
+    )
+)
+
+
 class SqlMessageQueue:
     def __init__(self, database: Database, listener: StatusListener | None = None) -> None:
         self._db = database
         self._listener = listener or StatusListener()
+        self._settles_first: Callable[[], Awaitable[None]] | None = None
+
+    def settles_first(self, flushed: Callable[[], Awaitable[None]]) -> None:
+        """Before storing receipts, await `flushed` (the settles submitted so far are stored).
+
+        The SMSC answers a submit_sm and sends its receipt back to back; waiting for the
+        settles in progress lets such a receipt find its message instead of being parked.
+        """
+        self._settles_first = flushed
 
     async def _lock_provider_ids(
         self, connection: AsyncConnection, connector: str, provider_ids: Sequence[str]
@@ -283,6 +364,51 @@ class SqlMessageQueue:
         claimed = [message_record(row) for row in rows]
         claimed.sort(key=lambda x: (x.lane, x.not_before or x.created_at))
         return claimed
+
+    async def claim_lanes(
+        self, owner: str, now: datetime, lease_s: float, *, otp_limit: int, bulk_limit: int
+    ) -> tuple[list[MessageRecord], list[MessageRecord]]:
+        """Lease due OTPs and due bulk messages in one transaction: (otps, bulk), oldest first.
+
+        Bulk messages are marked dispatched at once (a crash re-sends them: at-least-once);
+        OTPs are marked by the caller right before their own send (mark_dispatched), so a
+        crash leaves as few as possible UNKNOWN and sends none twice.
+        """
+        statement = _CLAIM[not self._db.is_sqlite]
+        until = now + timedelta(seconds=lease_s)
+        otps: list[MessageRecord] = []
+        bulk: list[MessageRecord] = []
+        async with self._db.write() as connection:
+            if otp_limit > 0:
+                otps = [
+                    _record(row)
+                    for row in await connection.execute(
+                        statement,
+                        {"b_lanes": _OTP_LANES, "b_now": now, "b_limit": otp_limit,
+                         "b_owner": owner, "b_until": until, "b_dispatched": None},
+                    )
+                ]  # fmt: skip
+            if bulk_limit > 0:
+                bulk = [
+                    _record(row)
+                    for row in await connection.execute(
+                        statement,
+                        {"b_lanes": _BULK_LANES, "b_now": now, "b_limit": bulk_limit,
+                         "b_owner": owner, "b_until": until, "b_dispatched": now},
+                    )
+                ]  # fmt: skip
+        order = _claim_order
+        otps.sort(key=order)
+        bulk.sort(key=order)
+        return otps, bulk
+
+    async def release_unsent(self, owner: str, ids: Sequence[str], now: datetime) -> None:
+        """Give back claimed messages that never reached a driver (a worker stopping)."""
+        async with self._db.write() as connection:
+            for chunk in _chunks(ids, 500):
+                await connection.execute(
+                    _RELEASE, {"b_ids": list(chunk), "b_owner": owner, "b_now": now}
+                )
 
     async def mark_dispatched(self, owner: str, ids: Sequence[str], now: datetime) -> None:
         """Record that these messages are about to reach a driver (from here on: maybe sent)."""
@@ -568,6 +694,8 @@ class SqlMessageQueue:
             _Receipt(r.connector, r.provider_id, r.state.value, r.error_code, r.done_at)
             for r in reports
         ]
+        if self._settles_first is not None:
+            await self._settles_first()
         async with self._db.write() as connection:
             by_connector: dict[str, list[str]] = {}
             for receipt in receipts:
