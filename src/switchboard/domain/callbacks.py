@@ -370,3 +370,20 @@ class DueDelivery:
     url: str | None
     signing_secrets: tuple[str, ...]
     endpoint_disabled: bool
+    history: tuple[AttemptRecord, ...] = ()  # the attempts kept so far, oldest first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """One attempt of a claimed delivery and what follows it, to be written with others.
+
+    `next_attempt_at` is set for PENDING only; `disable_endpoint` (a reason) also disables
+    the account's endpoint, e.g. after a 410.
+    """
+
+    delivery: DueDelivery
+    attempt: AttemptRecord
+    state: DeliveryState
+    url: str
+    next_attempt_at: datetime | None = None
+    disable_endpoint: str | None = None

@@ -1,10 +1,12 @@
 """Claim → POST → settle: drains due webhook deliveries into customers' callback URLs.
 
 No transaction is open while a POST is in flight: a claim commits a lease, the sender posts,
-and the outcome is settled in a new transaction guarded by the lease owner. Each endpoint has
-at most `max_concurrency_per_endpoint` POSTs in flight in this worker, and deliveries of a
-busy endpoint stay in the table instead of holding slots, so a slow customer delays only
-itself. A lost worker's leases expire and its deliveries are claimed again (at least once).
+and the outcomes are settled together in a later transaction guarded by the lease owner (group
+commit: one statement for every attempt that finished meanwhile). Each endpoint has at most
+`max_concurrency_per_endpoint` POSTs in flight in this worker and at most one claimed batch
+waiting for a slot; an endpoint with deliveries waiting is not claimed for, so the rest of its
+backlog stays in the table instead of holding slots, and a slow customer delays only itself.
+A lost worker's leases expire and its deliveries are claimed again (at least once).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import contextlib
 import random
 import secrets
 import socket
-from collections import Counter
-from datetime import timedelta
+from collections import Counter, deque
+from datetime import datetime, timedelta
 
 from switchboard.callbacks.sender import Attempt, WebhookSender
 from switchboard.clock import Clock
@@ -26,6 +28,7 @@ from switchboard.domain.callbacks import (
     DeliveryState,
     DueDelivery,
     RandomSource,
+    Settlement,
     classify_response,
     retry_delay,
 )
@@ -36,6 +39,9 @@ log = get_logger("switchboard.webhooks")
 
 # A lease outlives the longest attempt (total timeout) with room for a slow settle.
 _LEASE_MARGIN_S = 30.0
+# A claimed delivery waiting for its endpoint's slot starts only while its lease still covers a
+# whole attempt and the settle; later it is given back and claimed again.
+_WAIT_FOR_SLOT = timedelta(seconds=_LEASE_MARGIN_S / 2)
 
 
 class WebhookDispatcher:
@@ -54,9 +60,16 @@ class WebhookDispatcher:
         self._settings = settings
         self._jitter = jitter or random.SystemRandom()
         self._lease_s = settings.total_timeout_s + _LEASE_MARGIN_S
+        self._limit = settings.max_concurrency_per_endpoint
         self.owner = f"{socket.gethostname()}:webhooks:{secrets.token_hex(4)}"
         self._busy: Counter[str] = Counter()  # POSTs in flight per account (endpoint)
+        # Claimed deliveries waiting for a slot of their endpoint, with their claim time.
+        self._waiting: dict[str, deque[tuple[DueDelivery, datetime]]] = {}
+        self._waiting_count = 0
+        self._give_back: list[str] = []  # claimed, not sent, to release at the next claim
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._settlements: list[Settlement] = []
+        self._settler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -83,57 +96,96 @@ class WebhookDispatcher:
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming; give POSTs in flight `grace_s`, then cancel them (their leases
-        expire and another worker sends them again)."""
+        expire and another worker sends them again). Settles what finished and gives back
+        what was claimed but not sent."""
         self._stopping.set()
         self._wake.set()
+        for waiting in self._waiting.values():
+            self._give_back += [delivery.id for delivery, _ in waiting]
+        self._waiting.clear()
+        self._waiting_count = 0
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace_s or None)
         for task in list(self._in_flight):
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._settler is not None:
+            await asyncio.gather(self._settler, return_exceptions=True)
+        await self._settle_pending()
+        with contextlib.suppress(Exception):  # their leases bring them back anyway
+            await self._release_given_back()
 
     async def close(self) -> None:
         await self._sender.aclose()
 
     async def claim(self) -> int:
-        """Claim due deliveries and start sending them; returns how many were started."""
-        free = self._settings.max_in_flight - len(self._in_flight)
-        if free <= 0:
+        """Claim due deliveries and start sending them; returns how many were claimed.
+
+        Endpoints with deliveries still waiting for a slot are skipped, so each claimed row
+        fits: at most `batch_size` wait per endpoint, and a claim is one batch of them.
+        """
+        await self._release_given_back()
+        free = self._settings.max_in_flight - len(self._in_flight) - self._waiting_count
+        if free <= 0 or self._stopping.is_set():
             return 0
-        limit = self._settings.max_concurrency_per_endpoint
-        busy = [account for account, count in self._busy.items() if count >= limit]
+        now = self._clock.now()
         batch = await self._store.claim_due(
             self.owner,
-            self._clock.now(),
+            now,
             min(free, self._settings.batch_size),
             self._lease_s,
-            skip_accounts=busy,
+            skip_accounts=list(self._waiting),
         )
-        surplus = []
         for delivery in batch:
-            if self._busy[delivery.account_id] >= limit:
-                surplus.append(delivery.id)
+            account = delivery.account_id
+            if self._busy[account] < self._limit:
+                self._start(delivery)
+            else:
+                self._waiting.setdefault(account, deque()).append((delivery, now))
+                self._waiting_count += 1
+        return len(batch)
+
+    async def _release_given_back(self) -> None:
+        if self._give_back:
+            ids, self._give_back = self._give_back, []
+            await self._store.release(ids, self.owner)
+
+    def _start(self, delivery: DueDelivery) -> None:
+        self._busy[delivery.account_id] += 1
+        task = asyncio.create_task(self._deliver_guarded(delivery))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    def _next_for(self, account: str) -> None:
+        """A slot of `account` is free: start its next waiting delivery, if any is still fresh."""
+        waiting = self._waiting.get(account)
+        while waiting:
+            delivery, claimed_at = waiting.popleft()
+            self._waiting_count -= 1
+            if self._stopping.is_set() or self._clock.now() - claimed_at > _WAIT_FOR_SLOT:
+                self._give_back.append(delivery.id)
                 continue
-            self._busy[delivery.account_id] += 1
-            task = asyncio.create_task(self._deliver_guarded(delivery))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        await self._store.release(surplus, self.owner)
-        return len(batch) - len(surplus)
+            self._start(delivery)
+            break
+        if waiting is not None and not waiting:
+            del self._waiting[account]
 
     async def _deliver_guarded(self, delivery: DueDelivery) -> None:
+        account = delivery.account_id
         try:
             await self.deliver(delivery)
         except Exception:  # the lease brings the delivery back if it could not be settled
             log.exception("webhook delivery failed unexpectedly", delivery_id=delivery.id)
         finally:
-            self._busy[delivery.account_id] -= 1
-            if self._busy[delivery.account_id] <= 0:
-                del self._busy[delivery.account_id]
-            self._wake.set()
+            self._busy[account] -= 1
+            if self._busy[account] <= 0:
+                del self._busy[account]
+            self._next_for(account)
+            if account not in self._waiting:  # nothing left in hand: claim more for it
+                self._wake.set()
 
     async def deliver(self, delivery: DueDelivery) -> None:
-        """One attempt of a claimed delivery, and what it leads to."""
+        """One attempt of a claimed delivery; its outcome is settled with others' shortly."""
         if delivery.endpoint_disabled or delivery.url is None or not delivery.signing_secrets:
             reason = "endpoint disabled" if delivery.endpoint_disabled else "no callback URL"
             await self._store.dead_letter(delivery.id, self.owner, reason, self._clock.now())
@@ -159,27 +211,53 @@ class WebhookDispatcher:
             state = DeliveryState.DELIVERED
         elif outcome.action is Action.DISABLE_ENDPOINT:
             state, disable = DeliveryState.DEAD, outcome.reason
+            self._drop_waiting(delivery.account_id)
         else:
             delay = retry_delay(made, self._jitter, retry_after=outcome.retry_after)
             if delay is None:
                 state = DeliveryState.DEAD
             else:
                 next_attempt_at = now + delay
-        settled = await self._store.settle(
-            delivery.id, self.owner, record, state=state, url=delivery.url, now=now,
-            next_attempt_at=next_attempt_at, disable_endpoint=disable,
+        self._settlements.append(
+            Settlement(
+                delivery=delivery, attempt=record, state=state, url=delivery.url,
+                next_attempt_at=next_attempt_at, disable_endpoint=disable,
+            )
         )  # fmt: skip
-        log.info(
-            "webhook attempt",
-            delivery_id=delivery.id,
-            attempt=made,
-            status_code=attempt.status_code,
-            error=attempt.error.value if attempt.error else None,
-            latency_ms=attempt.latency_ms,
-            outcome=state.value,
-            retry_in_s=_seconds(next_attempt_at - now) if next_attempt_at else None,
-            settled=settled,
-        )
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_pending())
+        # A delivered attempt is in the row's history; logging each would cost more than it.
+        if state is not DeliveryState.DELIVERED:
+            log.info(
+                "webhook attempt",
+                delivery_id=delivery.id,
+                attempt=made,
+                status_code=attempt.status_code,
+                error=attempt.error.value if attempt.error else None,
+                latency_ms=attempt.latency_ms,
+                outcome=state.value,
+                retry_in_s=_seconds(next_attempt_at - now) if next_attempt_at else None,
+            )
+
+    def _drop_waiting(self, account: str) -> None:
+        """The endpoint is being disabled: its waiting deliveries go back to the table, where
+        the next claim dead-letters them unsent."""
+        waiting = self._waiting.pop(account, None)
+        if waiting:
+            self._waiting_count -= len(waiting)
+            self._give_back += [delivery.id for delivery, _ in waiting]
+
+    async def _settle_pending(self) -> None:
+        """Write every finished attempt, in as few transactions as they finish in."""
+        while self._settlements:
+            batch, self._settlements = self._settlements, []
+            try:
+                written = await self._store.settle_many(self.owner, batch, self._clock.now())
+            except Exception:  # their leases bring the deliveries back for another attempt
+                log.exception("settling webhook attempts failed", attempts=len(batch))
+                continue
+            if 0 <= written < len(batch):
+                log.warning("webhook leases lost before settling", lost=len(batch) - written)
 
 
 def _describe(attempt: Attempt, reason: str) -> str | None:

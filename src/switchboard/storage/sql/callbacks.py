@@ -8,7 +8,9 @@ send without a transaction open, and settle guarded by the lease owner.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +25,7 @@ from switchboard.domain.callbacks import (
     CallbackEndpoint,
     DeliveryState,
     DueDelivery,
+    Settlement,
     VerificationEvent,
     VerificationEventType,
     WebhookDelivery,
@@ -35,7 +38,7 @@ from switchboard.domain.callbacks import (
 )
 from switchboard.domain.messages import MessageStatus
 from switchboard.domain.verification import VerificationRecord, VerificationStatus
-from switchboard.storage.sql.engines import Database, after_commit
+from switchboard.storage.sql.engines import Database, after_commit, before_commit
 from switchboard.storage.sql.queue import StatusListener
 from switchboard.storage.sql.rows import verification_record
 from switchboard.storage.sql.tables import accounts, messages, verifications, webhook_deliveries
@@ -60,6 +63,48 @@ _VERIFICATION_EVENT_TYPES = {
     VerificationStatus.FAILED: VerificationEventType.FAILED,
 }
 _ERROR_CHARS = 400
+_PENDING = DeliveryState.PENDING.value
+
+# Prebuilt statements for the hot paths: building SQLAlchemy constructs per call costs more
+# than running them (bench/RESULTS.md). Parameters are bound by name per row.
+_INSERT_DELIVERY = webhook_deliveries.insert().values(
+    id=sa.bindparam("b_id"), account_id=sa.bindparam("b_account_id"),
+    event_type=sa.bindparam("b_event_type"), message_id=sa.bindparam("b_message_id"),
+    verification_id=sa.bindparam("b_verification_id"), url=sa.bindparam("b_url"),
+    payload=sa.bindparam("b_payload"), status=_PENDING,
+    next_attempt_at=sa.bindparam("b_now"), created_at=sa.bindparam("b_now"),
+)  # fmt: skip
+# Guarded by the lease owner: a worker whose lease ran out (and was claimed again) writes nothing.
+_SETTLE = (
+    webhook_deliveries.update()
+    .where(
+        d.id == sa.bindparam("b_id"),
+        d.lease_owner == sa.bindparam("b_owner"),
+        d.status == _PENDING,
+    )
+    .values(
+        status=sa.bindparam("b_status"), attempts=d.attempts + 1, url=sa.bindparam("b_url"),
+        last_status_code=sa.bindparam("b_status_code"), last_error=sa.bindparam("b_error"),
+        last_latency_ms=sa.bindparam("b_latency_ms"),
+        recent_attempts=sa.bindparam("b_history"), lease_owner=None, lease_until=None,
+        next_attempt_at=sa.bindparam("b_next_attempt_at"),
+        delivered_at=sa.bindparam("b_delivered_at"), dead_at=sa.bindparam("b_dead_at"),
+    )
+)  # fmt: skip
+_DISABLE_ENDPOINT = (
+    accounts.update()
+    .where(a.id == sa.bindparam("b_account_id"), a.callback_disabled_at.is_(None))
+    .values(
+        callback_disabled_at=sa.bindparam("b_now"),
+        callback_disabled_reason=sa.bindparam("b_reason"),
+    )
+)
+_ENDPOINT = sa.select(*_ENDPOINT_COLUMNS).where(a.id == sa.bindparam("b_id"))
+_ENDPOINTS = sa.select(*_ENDPOINT_COLUMNS).where(a.id.in_(sa.bindparam("b_ids", expanding=True)))
+_MESSAGES = sa.select(messages).where(messages.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+_VERIFICATIONS = sa.select(verifications).where(
+    verifications.c.id.in_(sa.bindparam("b_ids", expanding=True))
+)
 
 
 def _endpoint(row: Any) -> CallbackEndpoint:
@@ -120,9 +165,7 @@ def _delivery(row: sa.Row[Any]) -> WebhookDelivery:
 
 
 async def load_endpoint(connection: AsyncConnection, account_id: str) -> CallbackEndpoint | None:
-    row = (
-        await connection.execute(sa.select(*_ENDPOINT_COLUMNS).where(a.id == account_id))
-    ).first()
+    row = (await connection.execute(_ENDPOINT, {"b_id": account_id})).first()
     return _endpoint(row) if row else None
 
 
@@ -141,20 +184,63 @@ async def add_delivery(
     assert endpoint.url is not None
     delivery_id = webhook_id or new_webhook_id()
     await connection.execute(
-        webhook_deliveries.insert().values(
-            id=delivery_id,
-            account_id=endpoint.account_id,
-            event_type=event_type,
-            message_id=message_id,
-            verification_id=verification_id,
-            url=endpoint.url,
-            payload=encode_payload(payload).decode("ascii"),
-            status=DeliveryState.PENDING.value,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        _INSERT_DELIVERY,
+        _delivery_values(
+            delivery_id, endpoint, event_type, payload, now, message_id, verification_id
+        ),
     )
     return delivery_id
+
+
+def _delivery_values(
+    delivery_id: str,
+    endpoint: CallbackEndpoint,
+    event_type: str,
+    payload: dict[str, Any],
+    now: datetime,
+    message_id: str | None,
+    verification_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "b_id": delivery_id, "b_account_id": endpoint.account_id, "b_event_type": event_type,
+        "b_message_id": message_id, "b_verification_id": verification_id,
+        "b_url": endpoint.url, "b_payload": encode_payload(payload).decode("ascii"),
+        "b_now": now,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """A message status change waiting for its transaction's end to become a delivery row."""
+
+    message_id: str
+    account_id: str
+    report: str
+    now: datetime
+    error_code: str | None
+
+
+def _report_payload(
+    message: sa.Row[Any],
+    verification: VerificationRecord | None,
+    report: str,
+    now: datetime,
+    error_code: str | None,
+) -> dict[str, Any]:
+    country = message.country_code
+    number = national_number(message.destination, country)
+    if number is None and verification is not None:
+        # an OTP e-mail: its verification still has the number it was started for
+        country, number = verification.country_code, verification.mobile_number
+    return delivery_payload(
+        message_id=message.id,
+        status=report,
+        country_code=country,
+        national_number=number,
+        submitted_at=message.submitted_at or message.created_at,
+        done_at=message.done_at or now,
+        error_code=callback_error_code(error_code or message.error_code),
+    )
 
 
 class SqlCallbackEvents(StatusListener, VerificationListener):
@@ -168,6 +254,11 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
 
     def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
         self._wake = wake
+        # Reports of each open transaction, written together just before it commits: a
+        # receipt batch then costs three statements instead of three per message.
+        self._reports: weakref.WeakKeyDictionary[AsyncConnection, list[_Report]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def on_status(
         self,
@@ -178,39 +269,87 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
         error_code: str | None,
     ) -> None:
         report = status.report_name
-        is_fallback = (
+        if report is not None:
+            self._reports.setdefault(connection, []).append(
+                _Report(message.id, message.account_id, report, now, error_code)
+            )
+            await before_commit(connection, self._write_reports)
+            return
+        if not (
             status is MessageStatus.SUBMITTED
             and message.verification_id is not None
             and message.step > 0
-        )
-        if report is None and not is_fallback:
+        ):
             return
         endpoint = await load_endpoint(connection, message.account_id)
-        if endpoint is None or not endpoint.active:
+        if endpoint is None or not endpoint.active or VERIFICATION_EVENTS not in endpoint.events:
             return
         # The row handed over was read before the update: read what this transaction wrote.
-        fresh = (
-            await connection.execute(sa.select(messages).where(messages.c.id == message.id))
-        ).one()
-        verification = None
-        if fresh.verification_id is not None:
-            found = (
-                await connection.execute(
-                    sa.select(verifications).where(verifications.c.id == fresh.verification_id)
-                )
-            ).first()
-            verification = verification_record(found) if found else None
-        if report is not None:
-            await self._add_report(
-                connection, endpoint, fresh, verification, report, now, error_code
+        fresh = (await connection.execute(_MESSAGES, {"b_ids": [message.id]})).one()
+        found = (
+            await connection.execute(_VERIFICATIONS, {"b_ids": [fresh.verification_id]})
+        ).first()
+        if found is None:
+            return
+        verification = verification_record(found)
+        plan = (verification.channel, *verification.fallback)
+        previous = plan[min(fresh.step, len(plan)) - 1]
+        await self._add_verification_event(
+            connection, endpoint, verification, VerificationEventType.FALLBACK, now, now,
+            channel=previous.value, next_channel=fresh.channel,
+        )  # fmt: skip
+
+    async def _write_reports(self, connection: AsyncConnection) -> None:
+        """The delivery rows of this transaction's reports, as its last statements.
+
+        Reads the messages as the transaction leaves them (done time, error code), and the
+        endpoints once per account; accounts without an active endpoint get no rows.
+        """
+        reports = self._reports.pop(connection, [])
+        if not reports:
+            return
+        accounts_ids = sorted({r.account_id for r in reports})
+        endpoints = {
+            row.id: endpoint
+            for row in await connection.execute(_ENDPOINTS, {"b_ids": accounts_ids})
+            if (endpoint := _endpoint(row)).active
+        }
+        wanted = [r for r in reports if r.account_id in endpoints]
+        if not wanted:
+            return
+        rows = {
+            row.id: row
+            for row in await connection.execute(
+                _MESSAGES, {"b_ids": sorted({r.message_id for r in wanted})}
             )
-        if is_fallback and verification is not None and VERIFICATION_EVENTS in endpoint.events:
-            plan = (verification.channel, *verification.fallback)
-            previous = plan[min(fresh.step, len(plan)) - 1]
-            await self._add_verification_event(
-                connection, endpoint, verification, VerificationEventType.FALLBACK, now, now,
-                channel=previous.value, next_channel=fresh.channel,
+        }
+        verification_ids = sorted(
+            {row.verification_id for row in rows.values() if row.verification_id is not None}
+        )
+        found = {}
+        if verification_ids:
+            found = {
+                row.id: verification_record(row)
+                for row in await connection.execute(_VERIFICATIONS, {"b_ids": verification_ids})
+            }
+        values = []
+        for r in wanted:
+            message = rows.get(r.message_id)
+            if message is None:
+                continue
+            verification = (
+                found.get(message.verification_id) if message.verification_id is not None else None
+            )
+            payload = _report_payload(message, verification, r.report, r.now, r.error_code)
+            values.append(
+                _delivery_values(
+                    new_webhook_id(), endpoints[r.account_id], MESSAGE_STATUS_EVENT, payload,
+                    r.now, message.id, None,
+                )
             )  # fmt: skip
+        if values:
+            await connection.execute(_INSERT_DELIVERY, values)
+            after_commit(connection, self._wake)
 
     async def on_verification_ended(
         self, connection: AsyncConnection, record: VerificationRecord, now: datetime
@@ -225,36 +364,6 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
             connection, endpoint, record, event_type, record.ended_at or now, now,
             channel=record.channel.value,
         )  # fmt: skip
-
-    async def _add_report(
-        self,
-        connection: AsyncConnection,
-        endpoint: CallbackEndpoint,
-        message: sa.Row[Any],
-        verification: VerificationRecord | None,
-        report: str,
-        now: datetime,
-        error_code: str | None,
-    ) -> None:
-        country = message.country_code
-        number = national_number(message.destination, country)
-        if number is None and verification is not None:
-            # an OTP e-mail: its verification still has the number it was started for
-            country, number = verification.country_code, verification.mobile_number
-        payload = delivery_payload(
-            message_id=message.id,
-            status=report,
-            country_code=country,
-            national_number=number,
-            submitted_at=message.submitted_at or message.created_at,
-            done_at=message.done_at or now,
-            error_code=callback_error_code(error_code or message.error_code),
-        )
-        await add_delivery(
-            connection, endpoint, event_type=MESSAGE_STATUS_EVENT, payload=payload, now=now,
-            message_id=message.id,
-        )  # fmt: skip
-        after_commit(connection, self._wake)
 
     async def _add_verification_event(
         self,
@@ -374,7 +483,14 @@ class SqlCallbackStore:
                     webhook_deliveries.update()
                     .where(d.id.in_(due.scalar_subquery()))
                     .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
-                    .returning(d.id, d.account_id, d.payload, d.attempts, d.next_attempt_at)
+                    .returning(
+                        d.id,
+                        d.account_id,
+                        d.payload,
+                        d.attempts,
+                        d.next_attempt_at,
+                        d.recent_attempts,
+                    )
                 )
             ).all()
             if not rows:
@@ -382,7 +498,7 @@ class SqlCallbackStore:
             endpoints = {
                 row.id: _endpoint(row)
                 for row in await connection.execute(
-                    sa.select(*_ENDPOINT_COLUMNS).where(a.id.in_({r.account_id for r in rows}))
+                    _ENDPOINTS, {"b_ids": sorted({r.account_id for r in rows})}
                 )
             }
         claimed = []
@@ -397,6 +513,7 @@ class SqlCallbackStore:
                     url=endpoint.url,
                     signing_secrets=endpoint.signing_secrets(now, self._overlap),
                     endpoint_disabled=endpoint.disabled_at is not None,
+                    history=tuple(_attempt(x) for x in row.recent_attempts or []),
                 )
             )
         return claimed
@@ -412,63 +529,47 @@ class SqlCallbackStore:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def settle(
-        self,
-        delivery_id: str,
-        owner: str,
-        attempt: AttemptRecord,
-        *,
-        state: DeliveryState,
-        url: str,
-        now: datetime,
-        next_attempt_at: datetime | None = None,
-        disable_endpoint: str | None = None,
-    ) -> bool:
-        """Record an attempt and what follows it; False when the lease was lost meanwhile.
+    async def settle_many(
+        self, owner: str, settlements: Sequence[Settlement], now: datetime
+    ) -> int:
+        """Record the attempts of claimed deliveries, one transaction for all; returns how many
+        rows were written (a delivery whose lease was lost meanwhile is left alone).
 
-        `disable_endpoint` (a reason) also disables the account's endpoint, e.g. after a 410.
+        The history comes from the claim: while the lease is ours nobody else writes the row.
         """
+        if not settlements:
+            return 0
+        values = []
+        disable: dict[str, str] = {}
+        for s in settlements:
+            history = [*map(_attempt_values, s.delivery.history), _attempt_values(s.attempt)]
+            values.append(
+                {
+                    "b_id": s.delivery.id, "b_owner": owner, "b_status": s.state.value,
+                    "b_url": s.url, "b_status_code": s.attempt.status_code,
+                    "b_error": (s.attempt.error or "")[:_ERROR_CHARS] or None,
+                    "b_latency_ms": s.attempt.latency_ms,
+                    "b_history": history[-ATTEMPT_HISTORY:],
+                    "b_next_attempt_at": (
+                        s.next_attempt_at if s.state is DeliveryState.PENDING else None
+                    ),
+                    "b_delivered_at": now if s.state is DeliveryState.DELIVERED else None,
+                    "b_dead_at": now if s.state is DeliveryState.DEAD else None,
+                }
+            )  # fmt: skip
+            if s.disable_endpoint is not None:
+                disable.setdefault(s.delivery.account_id, s.disable_endpoint)
         async with self._db.write() as connection:
-            row = (
+            written = (await connection.execute(_SETTLE, values)).rowcount
+            if disable:
                 await connection.execute(
-                    sa.select(d.account_id, d.recent_attempts).where(
-                        d.id == delivery_id,
-                        d.lease_owner == owner,
-                        d.status == DeliveryState.PENDING.value,
-                    )
+                    _DISABLE_ENDPOINT,
+                    [
+                        {"b_account_id": account, "b_now": now, "b_reason": reason[:_ERROR_CHARS]}
+                        for account, reason in sorted(disable.items())
+                    ],
                 )
-            ).first()
-            if row is None:
-                return False
-            history = [*(row.recent_attempts or []), _attempt_values(attempt)]
-            await connection.execute(
-                webhook_deliveries.update()
-                .where(d.id == delivery_id)
-                .values(
-                    status=state.value,
-                    attempts=d.attempts + 1,
-                    url=url,
-                    last_status_code=attempt.status_code,
-                    last_error=(attempt.error or "")[:_ERROR_CHARS] or None,
-                    last_latency_ms=attempt.latency_ms,
-                    recent_attempts=history[-ATTEMPT_HISTORY:],
-                    lease_owner=None,
-                    lease_until=None,
-                    next_attempt_at=next_attempt_at if state is DeliveryState.PENDING else None,
-                    delivered_at=now if state is DeliveryState.DELIVERED else None,
-                    dead_at=now if state is DeliveryState.DEAD else None,
-                )
-            )
-            if disable_endpoint is not None:
-                await connection.execute(
-                    accounts.update()
-                    .where(a.id == row.account_id, a.callback_disabled_at.is_(None))
-                    .values(
-                        callback_disabled_at=now,
-                        callback_disabled_reason=disable_endpoint[:_ERROR_CHARS],
-                    )
-                )
-        return True
+        return written
 
     async def dead_letter(self, delivery_id: str, owner: str, reason: str, now: datetime) -> bool:
         """Move a claimed delivery to the dead letter without sending it (no endpoint now)."""
