@@ -32,6 +32,7 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_ADDRESSES = 16
+MAX_REMEMBERED_URLS = 1024
 
 # On Python 3.11 these report is_global (or are shared space) yet lead to addresses we deny:
 # NAT64 and 6to4 embed an IPv4 address, ::/96 is the deprecated IPv4-compatible form.
@@ -122,6 +123,8 @@ class AddressPolicy:
         self._resolver = resolver
         self._allowed_ports = None if allowed_ports is None else frozenset(allowed_ports)
         self._require_https = require_https
+        # Allowed URLs whose host is an IP literal: nothing to resolve, so the answer is fixed.
+        self._literal_answers: dict[str, Destination] = {}
 
     @classmethod
     def from_settings(
@@ -157,6 +160,9 @@ class AddressPolicy:
         Raises DestinationRefusedError or HostResolutionError. Resolves at most once and never
         opens a connection.
         """
+        known = self._literal_answers.get(url)
+        if known is not None:
+            return known
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -178,13 +184,18 @@ class AddressPolicy:
             raise DestinationRefusedError(f"{host} is not a public address or resolves to one")
         if exception is not None and not all(map(self.is_allow_listed, addresses)):
             raise DestinationRefusedError(exception)
-        return Destination(
+        destination = Destination(
             scheme=parsed.scheme,
             host=host,
             port=port,
             target=parsed.raw_path.decode("ascii"),
             addresses=tuple(_unmapped(address) for address in addresses),
         )
+        if _ip_literal(host) is not None:
+            if len(self._literal_answers) >= MAX_REMEMBERED_URLS:
+                self._literal_answers.clear()
+            self._literal_answers[url] = destination
+        return destination
 
     def _outside_rules(self, scheme: str, port: int) -> str | None:
         """Why the scheme or port is refused for a public destination; None when allowed."""
