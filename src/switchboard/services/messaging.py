@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol
 
 from switchboard.clock import Clock
 from switchboard.config import MessagingSettings
-from switchboard.domain import encoding, recipients, schedule, templating
+from switchboard.domain import recipients, schedule, templating
 from switchboard.domain.accounts import Account
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import (
@@ -27,13 +27,20 @@ from switchboard.domain.phone import parse_phone
 from switchboard.domain.pricing import Billable, billable_units
 from switchboard.domain.verification import new_verification_id
 from switchboard.errors import InvalidRequestError, NotFoundError
-from switchboard.ingest.xlsx import RecipientRow, RowError, UploadLimits, open_recipient_sheet
+from switchboard.ingest.xlsx import UploadLimits, open_recipient_sheet
+from switchboard.services.campaign_file import (
+    FileOutcome,
+    FileRow,
+    TextRules,
+    TextSummary,
+    read_file_rows,
+    summarise,
+)
 from switchboard.storage.base import MessagingStore
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$")
 _NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
-_MAX_REPORTED_ERRORS = 1000
 _PREVIEW_ROWS = 5
 
 
@@ -57,13 +64,6 @@ class MessageRequest:
     dry_run: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class TextSummary:
-    text: str
-    encoding: str | None
-    segments: int
-
-
 @dataclass(slots=True, kw_only=True)
 class Accepted:
     """What the send API reports back."""
@@ -83,8 +83,7 @@ class Accepted:
     price: int | None = None  # a dry run's quote in minor units, while billing is on
 
 
-_Row = tuple[str, str, TextSummary]
-"""A recipient ready to stage: E.164 destination, calling code, text."""
+_Row = FileRow
 
 
 class PriceQuoter(Protocol):
@@ -228,19 +227,15 @@ class MessagingService:
         )
 
     def _summarise(self, common: _Common, text: str) -> TextSummary:
-        if common.dlt_text is not None and not templating.matches(common.dlt_text, text):
-            raise InvalidRequestError(
-                f"the text does not match registered DLT template {common.dlt_template_id}"
-            )
-        if common.channel is not Channel.SMS:
-            return TextSummary(text=text, encoding=None, segments=1)
-        info = encoding.analyse(text)
-        if info.segments > self._settings.max_segments:
-            raise InvalidRequestError(
-                f"the text needs {info.segments} SMS segments ({info.encoding.value}); "
-                f"at most {self._settings.max_segments} are allowed"
-            )
-        return TextSummary(text=text, encoding=info.encoding.value, segments=info.segments)
+        return summarise(self._rules(common), text)
+
+    def _rules(self, common: _Common) -> TextRules:
+        return TextRules(
+            sms=common.channel is Channel.SMS,
+            max_segments=self._settings.max_segments,
+            dlt_text=common.dlt_text,
+            dlt_template_id=common.dlt_template_id,
+        )
 
     def _message(
         self,
@@ -346,7 +341,7 @@ class MessagingService:
         rows = [(r.e164, _country_of(r.e164), summary) for r in parsed.recipients]
         total = len(parsed.recipients) + len(parsed.errors)
         return await self._campaign(
-            account, request, common, "LIST", iter([rows]), total_errors=errors, total=total
+            account, request, common, "LIST", _once(rows), total_errors=errors, total=total
         )
 
     async def _file(
@@ -364,41 +359,20 @@ class MessagingService:
                 f"message uses ##var{max(needed)}## but the file has "
                 f"{sheet.header.variable_count} variable column(s)"
             )
-        errors: list[dict[str, Any]] = []
-        counters = {"total": 0, "invalid": 0}
-        batch_size = self._settings.ingest_batch_size
-
-        def batches() -> Iterator[list[_Row]]:
-            batch: list[_Row] = []
-            with sheet:
-                for item in sheet:
-                    counters["total"] += 1
-                    try:
-                        if isinstance(item, RowError):
-                            raise InvalidRequestError(item.reason)
-                        batch.append(self._row(common, item))
-                    except InvalidRequestError as error:
-                        counters["invalid"] += 1
-                        if len(errors) < _MAX_REPORTED_ERRORS:
-                            errors.append({"row": item.row_number, "reason": error.message})
-                        continue
-                    if len(batch) >= batch_size:
-                        yield batch
-                        batch = []
-            if batch:
-                yield batch
-
+        sheet.close()  # checked and has its header; the child reads the rows
+        outcome = FileOutcome()
+        rows = read_file_rows(
+            upload,
+            template=common.template,
+            rules=self._rules(common),
+            limits=limits,
+            batch_size=self._settings.ingest_batch_size,
+            outcome=outcome,
+        )
         return await self._campaign(
-            account, request, common, "FILE", batches(), total_errors=errors,
-            counters=counters, threaded=True,
+            account, request, common, "FILE", rows, total_errors=outcome.errors,
+            outcome=outcome,
         )  # fmt: skip
-
-    def _row(self, common: _Common, row: RecipientRow) -> _Row:
-        phone = parse_phone(row.country, row.mobile)
-        text = templating.render(common.template, row.variables)
-        # phone.country_code is the calling code phonenumbers finds in phone.e164: calling
-        # codes are prefix-free (tests/unit/test_phone.py checks the metadata).
-        return phone.e164, phone.country_code, self._summarise(common, text)
 
     async def _stage(
         self,
@@ -437,12 +411,11 @@ class MessagingService:
         request: MessageRequest,
         common: _Common,
         source: str,
-        batches: Iterator[list[_Row]],
+        batches: AsyncGenerator[list[_Row], None],
         *,
         total_errors: list[dict[str, Any]],
         total: int | None = None,
-        counters: dict[str, int] | None = None,
-        threaded: bool = False,
+        outcome: FileOutcome | None = None,
     ) -> Accepted:
         now = self._clock.now()
         campaign = CampaignRecord(
@@ -470,7 +443,7 @@ class MessagingService:
         if not request.dry_run:
             await self._store.create_campaign(campaign)
         try:
-            async with contextlib.aclosing(_read_ahead(batches, threaded)) as ready:
+            async with contextlib.aclosing(batches) as ready:
                 async for batch in ready:
                     preview.extend(
                         summary for _, _, summary in batch[: _PREVIEW_ROWS - len(preview)]
@@ -485,7 +458,7 @@ class MessagingService:
             if not request.dry_run:
                 await self._store.abort_campaign(campaign.id, "ingest failed", self._clock.now())
             raise
-        total = total if total is not None else (counters or {}).get("total", accepted)
+        total = total if total is not None else outcome.total if outcome else accepted
         invalid = total - accepted
         if accepted == 0:
             if not request.dry_run:
@@ -540,26 +513,8 @@ class CampaignRefusedError(InvalidRequestError):
         self.total = total
 
 
-async def _read_ahead(
-    batches: Iterator[list[_Row]], threaded: bool
-) -> AsyncGenerator[list[_Row], None]:
-    """The batches; a threaded source reads the next one while the caller stages this one
-    (the parser's zlib and the database's own work release the GIL)."""
-    if not threaded:
-        for batch in batches:
-            yield batch
-        return
-    sentinel: list[_Row] = []
-    pending = asyncio.ensure_future(asyncio.to_thread(next, batches, sentinel))
-    try:
-        while (batch := await pending) is not sentinel:
-            pending = asyncio.ensure_future(asyncio.to_thread(next, batches, sentinel))
-            yield batch
-    finally:
-        # Closed early (the campaign is refused): let the read in its thread end first.
-        await asyncio.wait([pending])
-        if not pending.cancelled():
-            pending.exception()  # retrieved: the error that matters is the caller's
+async def _once(rows: list[_Row]) -> AsyncGenerator[list[_Row], None]:
+    yield rows
 
 
 def _country_of(e164: str) -> str:

@@ -1,0 +1,238 @@
+"""A campaign .xlsx read on the other core: a child process parses, validates, renders and sizes
+each row, and streams the results back as JSON lines.
+
+Parsing a million rows and checking their numbers and texts costs about as much CPU as staging
+them; in one process the two halves share the GIL and run one after the other. The child is
+`python -m switchboard.services.campaign_file`: it reads its task (a JSON object) on stdin and
+writes one JSON object per line on stdout — never pickle — so the parent stages rows while the
+child reads the next ones, and the pipe bounds how far ahead it reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+from switchboard.domain import encoding, templating
+from switchboard.domain.phone import parse_phone
+from switchboard.errors import InvalidRequestError
+from switchboard.ingest.xlsx import (
+    RowError,
+    UploadLimits,
+    UploadRejectedError,
+    UploadTooLargeError,
+    open_recipient_sheet,
+)
+
+MAX_REPORTED_ERRORS: Final = 1000
+# Rows per line: a line stays far below the reader's limit even for 10-segment UCS-2 texts.
+_ROWS_PER_LINE: Final = 200
+_LINE_LIMIT: Final = 8 * 1024 * 1024
+_PIPE_BYTES: Final = 1024 * 1024
+_REFUSALS: Final[dict[str, type[InvalidRequestError]]] = {
+    "too_large": UploadTooLargeError,
+    "rejected": UploadRejectedError,
+    "invalid": InvalidRequestError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TextSummary:
+    text: str
+    encoding: str | None
+    segments: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextRules:
+    """What a message text must satisfy: its channel's sizing and a registered DLT template."""
+
+    sms: bool
+    max_segments: int
+    dlt_text: str | None = None
+    dlt_template_id: str | None = None
+
+
+def summarise(rules: TextRules, text: str) -> TextSummary:
+    """The text's encoding and segments; raises InvalidRequestError when it may not be sent."""
+    if rules.dlt_text is not None and not templating.matches(rules.dlt_text, text):
+        raise InvalidRequestError(
+            f"the text does not match registered DLT template {rules.dlt_template_id}"
+        )
+    if not rules.sms:
+        return TextSummary(text=text, encoding=None, segments=1)
+    info = encoding.analyse(text)
+    if info.segments > rules.max_segments:
+        raise InvalidRequestError(
+            f"the text needs {info.segments} SMS segments ({info.encoding.value}); "
+            f"at most {rules.max_segments} are allowed"
+        )
+    return TextSummary(text=text, encoding=info.encoding.value, segments=info.segments)
+
+
+FileRow = tuple[str, str, TextSummary]
+"""A recipient ready to stage: E.164 destination, calling code, text."""
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    """Filled in as the rows are read: the rows seen, those refused, the reported reasons."""
+
+    total: int = 0
+    invalid: int = 0
+    errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+async def read_file_rows(
+    upload: IO[bytes],
+    *,
+    template: str,
+    rules: TextRules,
+    limits: UploadLimits,
+    batch_size: int,
+    outcome: FileOutcome,
+) -> AsyncGenerator[list[FileRow], None]:
+    """Batches of the upload's valid rows, read by a child process; `outcome` is complete
+    once iteration ends. A refused file raises the reader's error (UploadTooLargeError,
+    UploadRejectedError, InvalidRequestError) after the batches read before it."""
+    copy = await asyncio.to_thread(_copy_upload, upload)
+    process: asyncio.subprocess.Process | None = None
+    finished = False
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            __name__,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=_LINE_LIMIT,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        task = {
+            "path": copy,
+            "template": template,
+            "rules": dataclasses.asdict(rules),
+            "limits": dataclasses.asdict(limits),
+        }
+        process.stdin.write(json.dumps(task).encode())
+        await process.stdin.drain()
+        process.stdin.close()
+        batch: list[FileRow] = []
+        while line := await process.stdout.readline():
+            message = json.loads(line)
+            rows = message.get("rows")
+            if rows is not None:
+                batch.extend((d, c, TextSummary(t, e, s)) for d, c, t, e, s in rows)
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            elif "error" in message:
+                outcome.errors.append(message["error"])
+            elif "done" in message:
+                outcome.total, outcome.invalid = message["done"]
+                finished = True
+                if batch:
+                    yield batch
+                break
+            else:
+                kind, reason = message["refused"]
+                raise _REFUSALS[kind](reason)
+        else:
+            raise RuntimeError(f"the file reader stopped (exit code {await process.wait()})")
+    finally:
+        if process is not None and process.returncode is None:
+            if not finished:
+                process.kill()  # the campaign was refused or cancelled: stop reading
+            await process.wait()
+        await asyncio.to_thread(Path(copy).unlink)
+
+
+def _copy_upload(upload: IO[bytes]) -> str:
+    """The upload as a file of its own, for the child to open (a spooled upload may be
+    in memory, or an unnamed temporary file)."""
+    upload.seek(0)
+    descriptor, path = tempfile.mkstemp(prefix="switchboard-upload-", suffix=".xlsx")
+    with os.fdopen(descriptor, "wb") as copy:
+        shutil.copyfileobj(upload, copy, 1024 * 1024)
+    return path
+
+
+# -- the child ------------------------------------------------------------------------------
+
+
+def _read(task: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+    template: str = task["template"]
+    rules = TextRules(**task["rules"])
+    total = invalid = reported = 0
+    lines: list[tuple[str, str, str, str | None, int]] = []
+    with open_recipient_sheet(task["path"], UploadLimits(**task["limits"])) as sheet:
+        for item in sheet:
+            total += 1
+            try:
+                if isinstance(item, RowError):
+                    raise InvalidRequestError(item.reason)
+                phone = parse_phone(item.country, item.mobile)
+                summary = summarise(rules, templating.render(template, item.variables))
+            except InvalidRequestError as error:
+                invalid += 1
+                if reported < MAX_REPORTED_ERRORS:
+                    reported += 1
+                    send({"error": {"row": item.row_number, "reason": error.message}})
+                continue
+            # phone.country_code is the calling code phonenumbers found in phone.e164:
+            # calling codes are prefix-free (tests/unit/test_phone.py checks the metadata).
+            lines.append(
+                (phone.e164, phone.country_code, summary.text, summary.encoding, summary.segments)
+            )
+            if len(lines) >= _ROWS_PER_LINE:
+                send({"rows": lines})
+                lines = []
+    if lines:
+        send({"rows": lines})
+    send({"done": [total, invalid]})
+
+
+def main() -> None:
+    out = sys.stdout.buffer
+    _widen_pipe(out.fileno())
+
+    def send(message: dict[str, Any]) -> None:
+        # ASCII escapes: a lone surrogate in a template still travels as valid JSON.
+        out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    task = json.loads(sys.stdin.buffer.read())
+    try:
+        _read(task, send)
+    except UploadTooLargeError as error:
+        send({"refused": ["too_large", error.message]})
+    except UploadRejectedError as error:
+        send({"refused": ["rejected", error.message]})
+    except InvalidRequestError as error:
+        send({"refused": ["invalid", error.message]})
+    out.flush()
+
+
+def _widen_pipe(descriptor: int) -> None:
+    """Let the pipe hold ~8,000 rows: the parent reads it only between the batches it stages
+    (an SQLite insert runs on the event loop), and with the default 64 KiB the child would
+    wait for it most of the time instead of reading ahead."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default size still works
+
+
+if __name__ == "__main__":
+    main()
