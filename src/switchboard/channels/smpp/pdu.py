@@ -206,7 +206,11 @@ class _Reader:
         return chunk
 
     def u8(self) -> int:
-        return self.octets(1)[0]
+        position = self._pos
+        if position >= len(self._data):
+            raise self._fail("body ends 1 octets early")
+        self._pos = position + 1
+        return self._data[position]
 
     def cstring(self, max_size: int) -> str:
         end = self._data.find(b"\x00", self._pos, self._pos + max_size)

@@ -182,6 +182,7 @@ class TokenBucket:
         self._stamp: float | None = None
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
+        self._queued = 0  # acquirers waiting for the lock or inside it
 
     @property
     def rate(self) -> float:
@@ -209,6 +210,18 @@ class TokenBucket:
             self._refill()
             self._tokens -= 1  # borrowed: later submits wait for it to be paid back
             return
+        if not self._queued and self._paused_until <= self._now():
+            self._refill()  # nobody waits and a token is there: no lock needed
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+        self._queued += 1
+        try:
+            await self._acquire_in_turn()
+        finally:
+            self._queued -= 1
+
+    async def _acquire_in_turn(self) -> None:
         async with self._lock:
             while True:
                 await self._wait_pause()
@@ -268,6 +281,7 @@ class EsmeSession:
         self._wake = asyncio.Event()
         self._bound = asyncio.Event()
         self._submits_in_flight = 0
+        self._out: list[bytes] = []
         self._last_rx = 0.0
         self.last_bind_status: int | None = None
         self.last_error: str | None = None
@@ -505,7 +519,10 @@ class EsmeSession:
 
     def _drop_connection(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
+        out, self._out = self._out, []
         if writer is not None:
+            if out and not writer.is_closing():
+                writer.write(b"".join(out))  # what was written before the drop goes first
             writer.close()
         for future in self._outstanding.values():
             if not future.done():
@@ -543,11 +560,21 @@ class EsmeSession:
         writer = self._writer
         if writer is None or writer.is_closing():
             raise NotBoundError("no connection")
-        writer.write(encode(pdu, sequence))
+        # PDUs written in one turn of the loop go out in one send(): a hundred submits freed
+        # by one read of responses cost one system call, not a hundred.
+        self._out.append(encode(pdu, sequence))
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, writer)
         # Waiting for drain() on every PDU costs a task per write (wait_for); wait only when
         # the transport holds more than its high-water mark, i.e. when drain() would block.
         if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
             await asyncio.wait_for(writer.drain(), self.config.response_timeout_s)
+
+    def _flush(self, writer: asyncio.StreamWriter) -> None:
+        out, self._out = self._out, []
+        if writer is self._writer and not writer.is_closing():
+            writer.write(b"".join(out))
+        # else: the link is gone; its requests fail with it (_drop_connection)
 
     async def _request(self, pdu: Pdu, *, timeout_s: float | None = None) -> Pdu:
         """Send a request and wait for the PDU answering its sequence number."""
