@@ -35,6 +35,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     run_workers: bool = True
+    # API processes sharing the port (SO_REUSEPORT); the first also runs the workers.
+    processes: int = Field(default=1, ge=1, le=64)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     access_log: bool = True
 

@@ -73,43 +73,83 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port (one per core); the first also runs workers.",
+        ),
+    ] = None,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
 ) -> None:
     """Run the HTTP API and, unless --no-worker, the delivery workers in one process."""
     import uvicorn
 
     from switchboard.api.app import create_app
     from switchboard.bootstrap import build_container
+    from switchboard.cli.processes import ApiProcesses, child_argv, listen_socket
 
-    overrides: dict[str, Any] = {}
     settings = _settings(config)
     server = settings.server.model_copy(
         update={
             k: v
-            for k, v in {"host": host, "port": port, "run_workers": not no_worker}.items()
+            for k, v in {
+                "host": host,
+                "port": port,
+                "run_workers": not no_worker,
+                "processes": processes,
+            }.items()
             if v is not None
         }
     )
-    settings = settings.model_copy(update={"server": server, **overrides})
+    settings = settings.model_copy(update={"server": server})
     try:
         container = build_container(settings)
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    copies = server.processes - 1
+    if copies and server.port == 0:
+        typer.echo("error: --processes needs a fixed --port", err=True)
+        raise typer.Exit(2)
+    try:
+        sock = listen_socket(server.host, server.port, reuse_port=reuse_port or copies > 0)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {server.host}:{server.port}: {exc}", err=True)
+        raise typer.Exit(1) from None
     base = f"http://{server.host}:{server.port}"
-    typer.echo(f"Switchboard listening on {base} (database: {_describe(settings)})")
-    typer.echo(f"API docs: {base}/docs   health: {base}/healthz")
-    typer.echo(
-        "Create a first customer:  switchboard customers create --email you@example.com "
-        "--password 'choose-a-password'"
-    )
-    uvicorn.run(
+    if not reuse_port:
+        typer.echo(f"Switchboard listening on {base} (database: {_describe(settings)})")
+        typer.echo(f"API docs: {base}/docs   health: {base}/healthz")
+        typer.echo(
+            "Create a first customer:  switchboard customers create --email you@example.com "
+            "--password 'choose-a-password'"
+        )
+    others = None
+    if copies:
+        if container.database.is_sqlite:  # the copies find the schema current
+            from switchboard.storage.sql import migrate
+
+            migrate.upgrade(settings.database_url)
+        others = ApiProcesses(
+            child_argv(str(config) if config else None, server.host, server.port),
+            copies,
+            grace_s=server.shutdown_grace_s,
+        )
+        others.start()
+        typer.echo(f"{copies} more API process(es): pids {', '.join(map(str, others.pids))}")
+    uvicorn_config = uvicorn.Config(
         create_app(container),
-        host=server.host,
-        port=server.port,
         access_log=False,
         log_level=settings.logging.level.lower(),
         timeout_graceful_shutdown=int(server.shutdown_grace_s) or None,
     )
+    try:
+        uvicorn.Server(uvicorn_config).run(sockets=[sock])
+    finally:
+        if others is not None:
+            others.stop()
 
 
 def _describe(settings: Settings) -> str:
