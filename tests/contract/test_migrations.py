@@ -76,8 +76,8 @@ def test_the_daily_quota_counter_starts_from_todays_sends(database_url: str) -> 
     try:
         with engine.connect() as connection:
             rows = connection.execute(
-                sa.text("SELECT account_id, day, sends FROM verification_days")
+                sa.text("SELECT account_id, day, shard, sends FROM verification_days")
             ).all()
     finally:
         engine.dispose()
-    assert [tuple(row) for row in rows] == [("acme", now.strftime("%Y-%m-%d"), 2)]
+    assert [tuple(row) for row in rows] == [("acme", now.strftime("%Y-%m-%d"), 0, 2)]

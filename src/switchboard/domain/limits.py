@@ -46,12 +46,7 @@ def check_send_limits(history: SendHistory, limits: SendLimits, now: datetime) -
         raise LimitReachedError(
             f"at most {limits.sends_per_day} codes per number in 24 hours", retry_after_s=3600
         )
-    check_account_quota(history.account_sends_today, limits)
-
-
-def check_account_quota(sends_today: int, limits: SendLimits) -> None:
-    """Raise 800 when the account has used its daily quota (`sends_today` before this send)."""
-    if sends_today >= limits.account_daily_quota:
+    if history.account_sends_today >= limits.account_daily_quota:
         raise LimitReachedError(
             f"the account's daily quota of {limits.account_daily_quota} verifications is used up",
             retry_after_s=3600,

@@ -95,13 +95,16 @@ verifications = sa.Table(
     sa.Index("ix_verifications_account_time", "account_id", "created_at"),
 )
 
-# Verifications started per account and UTC day: the daily quota's count, one row read and
-# bumped per send instead of counting the day's verifications (which grew with the day's volume).
+# Verifications started per account and UTC day: the daily quota's count, read and bumped per
+# send instead of counting the day's verifications (which grew with the day's volume). Split in
+# shards: on PostgreSQL a bumped row stays locked until its transaction's commit (a WAL flush),
+# and one row per account would let only one send of the account commit at a time.
 verification_days = sa.Table(
     "verification_days",
     metadata,
     sa.Column("account_id", sa.String(64), primary_key=True),
     sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    sa.Column("shard", sa.SmallInteger, primary_key=True),
     sa.Column("sends", sa.BigInteger, nullable=False, server_default="0"),
 )
 

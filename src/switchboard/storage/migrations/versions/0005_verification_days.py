@@ -24,8 +24,9 @@ def upgrade() -> None:
         "verification_days",
         sa.Column("account_id", sa.String(length=64), nullable=False),
         sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), nullable=False),
         sa.Column("sends", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("account_id", "day", name=op.f("pk_verification_days")),
+        sa.PrimaryKeyConstraint("account_id", "day", "shard", name=op.f("pk_verification_days")),
     )
     # Carry today's sends over, so an upgrade in the middle of a day keeps the quota's count.
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -50,7 +51,10 @@ def upgrade() -> None:
         day = midnight.strftime("%Y-%m-%d")
         op.bulk_insert(
             table,
-            [{"account_id": a, "day": day, "sends": n} for a, n in sorted(counts.items())],
+            [
+                {"account_id": a, "day": day, "shard": 0, "sends": n}
+                for a, n in sorted(counts.items())
+            ],
         )
 
 
