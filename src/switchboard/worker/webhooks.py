@@ -42,6 +42,8 @@ _LEASE_MARGIN_S = 30.0
 # A claimed delivery waiting for its endpoint's slot starts only while its lease still covers a
 # whole attempt and the settle; later it is given back and claimed again.
 _WAIT_FOR_SLOT = timedelta(seconds=_LEASE_MARGIN_S / 2)
+# Rows in hand across endpoints, per slot of `max_in_flight`: bounds memory, not sending.
+_WAITING_PER_SLOT = 10
 
 
 class WebhookDispatcher:
@@ -125,7 +127,11 @@ class WebhookDispatcher:
         fits: at most `batch_size` wait per endpoint, and a claim is one batch of them.
         """
         await self._release_given_back()
-        free = self._settings.max_in_flight - len(self._in_flight) - self._waiting_count
+        # Only POSTs take slots: rows waiting in hand never stop another endpoint's claim.
+        free = min(
+            self._settings.max_in_flight - len(self._in_flight),
+            _WAITING_PER_SLOT * self._settings.max_in_flight - self._waiting_count,
+        )
         if free <= 0 or self._stopping.is_set():
             return 0
         now = self._clock.now()
