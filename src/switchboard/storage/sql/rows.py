@@ -19,6 +19,9 @@ _STORED_FIELDS = tuple(name for name in _MESSAGE_FIELDS if name in messages.c)
 MESSAGE_COLUMNS: tuple[str, ...] = (*_STORED_FIELDS, "lane", "updated_at")
 _stored_fields = attrgetter(*_STORED_FIELDS)
 _ENUM_POSITIONS = tuple(_STORED_FIELDS.index(n) for n in ("channel", "message_type", "status"))
+_ENUM_VALUES: dict[Any, str] = {
+    member: member.value for kind in (Channel, MessageType, MessageStatus) for member in kind
+}
 _Processor = Callable[[Any], Any]
 _processors: dict[str, tuple[tuple[int, _Processor], ...]] = {}
 
@@ -54,12 +57,17 @@ def message_rows(batch: Sequence[MessageRecord], dialect: Dialect) -> list[tuple
     if processors is None:
         processors = _processors[dialect.name] = _bind_processors(dialect)
     memo: list[dict[Any, Any]] = [{} for _ in processors]
+    lanes: dict[tuple[MessageType, bool], int] = {}
     rows: list[tuple[Any, ...]] = []
     for message in batch:
         row = list(_stored_fields(message))
         for position in _ENUM_POSITIONS:
-            row[position] = row[position].value
-        row.append(int(message.lane))
+            row[position] = _ENUM_VALUES[row[position]]
+        kind = (message.message_type, message.campaign_id is None)
+        lane = lanes.get(kind)
+        if lane is None:
+            lane = lanes[kind] = int(message.lane)  # depends on these two only
+        row.append(lane)
         row.append(message.created_at)
         for (position, process), seen in zip(processors, memo, strict=True):
             value = row[position]
