@@ -58,7 +58,6 @@ class Dispatcher:
         self._settler: GroupCommit[Submitted, int] = GroupCommit(
             self._settle_submitted, max_items=SETTLE_BATCH
         )
-        self._marker: GroupCommit[str, int] = GroupCommit(self._mark_dispatched)
         # Receipts wait for the settles already submitted: a receipt that beat its
         # submit_sm_resp then finds its message instead of being parked and matched later.
         queue.settles_first(self._settler.flushed)
@@ -210,8 +209,6 @@ class Dispatcher:
         if not names:
             return _NO_ROUTE
         outbound = _outbound(message)
-        if message.lane is Lane.OTP:
-            await self._marker.submit(message.id)
         last_error: SendError | None = None
         for name in names:
             driver = self._drivers.get(name)
@@ -257,10 +254,6 @@ class Dispatcher:
             Submitted(message=message, connector=name, provider_ids=result.provider_ids,
                       segments=result.segments)
         )  # fmt: skip
-
-    async def _mark_dispatched(self, ids: list[str]) -> list[int]:
-        await self._queue.mark_dispatched(self.owner, ids, self._clock.now())
-        return [1] * len(ids)
 
     async def _settle_submitted(self, items: list[Submitted]) -> list[int]:
         await self._queue.settle_submitted_batch(

@@ -58,7 +58,7 @@ from switchboard.domain.encoding import (
     encode,
     split,
 )
-from switchboard.domain.messages import Channel
+from switchboard.domain.messages import Channel, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class SmppDriver:
 
     def is_available(self) -> bool:
         return not self._closing and any(
-            session.is_bound() and session.config.mode.can_send for session in self._sessions
+            session.can_send and session.is_bound() for session in self._sessions
         )
 
     async def wait_available(self, timeout_s: float) -> bool:
@@ -269,19 +269,21 @@ class SmppDriver:
         self._sends_in_flight += 1
         self._idle.clear()
         try:
-            return await self._submit_parts(session, pdus, segments)
+            # OTPs overtake bulk submits waiting for the window (an OTP-typed campaign too).
+            urgent = message.message_type is MessageType.OTP
+            return await self._submit_parts(session, pdus, segments, urgent)
         finally:
             self._sends_in_flight -= 1
             if not self._sends_in_flight:
                 self._idle.set()
 
     async def _submit_parts(
-        self, session: EsmeSession, pdus: list[SubmitSm], segments: int
+        self, session: EsmeSession, pdus: list[SubmitSm], segments: int, urgent: bool = False
     ) -> SendResult:
         accepted: list[str] = []
         for pdu in pdus:
             try:
-                response = await session.submit(pdu)
+                response = await session.submit(pdu, urgent=urgent)
             except NotBoundError as exc:
                 self.counters["send_transient"] += 1
                 raise SendError(
@@ -335,7 +337,7 @@ class SmppDriver:
         )
 
     def _pick_session(self) -> EsmeSession:
-        ready = [s for s in self._sessions if s.config.mode.can_send and s.is_bound()]
+        ready = [s for s in self._sessions if s.can_send and s.is_bound()]
         if self._closing or not ready:
             self.counters["send_transient"] += 1
             raise SendError(SendErrorKind.TRANSIENT, f"connector {self.name} has no bound session")

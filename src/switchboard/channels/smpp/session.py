@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -241,6 +241,42 @@ class TokenBucket:
         self._rate = min(self.max_rate, self._rate + self.max_rate / 20)
 
 
+class Window:
+    """The submit slots of one bind. Urgent submits take the next free slot before the others,
+    so an OTP waits behind at most the bulk submits already on the wire, not those queued."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if self._free > 0 and not self._urgent and (urgent or not self._normal):
+            self._free -= 1
+            return
+        queue = self._urgent if urgent else self._normal
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(future)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as the waiter was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(future)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)  # the slot goes straight to the next waiter
+                    return
+        self._free += 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionStatus:
     name: str
@@ -265,12 +301,13 @@ class EsmeSession:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        self.can_send = config.mode.can_send
         self.name = name
         self._on_deliver = on_deliver
         self._bucket = bucket or TokenBucket(1000.0)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._state = SessionState.IDLE
-        self._window = asyncio.Semaphore(config.window)
+        self._window = Window(config.window)
         self._outstanding: dict[int, asyncio.Future[Pdu]] = {}
         self._sequence = 0
         self._reader: asyncio.StreamReader | None = None
@@ -328,8 +365,10 @@ class EsmeSession:
             await asyncio.wait_for(self._bound.wait(), timeout_s)
         return self.is_bound()
 
-    async def submit(self, pdu: SubmitSm) -> SubmitSmResp:
+    async def submit(self, pdu: SubmitSm, *, urgent: bool = False) -> SubmitSmResp:
         """Send one submit_sm within the window and the TPS budget; retry it while throttled.
+
+        An `urgent` submit (an OTP) takes the next free window slot before waiting bulk ones.
 
         Returns the accepted submit_sm_resp. Raises NotBoundError (nothing sent),
         SubmitRefusedError (refused, including throttling beyond throttle_retries),
@@ -341,7 +380,8 @@ class EsmeSession:
             raise NotBoundError(f"session {self.name} is {self._state.value}")
         throttled = 0
         pause = self.config.throttle_pause_s
-        async with self._window:
+        await self._window.acquire(urgent=urgent)
+        try:
             self._submits_in_flight += 1
             try:
                 while True:
@@ -369,6 +409,8 @@ class EsmeSession:
                     raise SubmitRefusedError(status, throttled_attempts=throttled)
             finally:
                 self._submits_in_flight -= 1
+        finally:
+            self._window.release()
 
     async def close(self, grace_s: float | None = None) -> None:
         """Stop taking submits, wait (bounded) for in-flight ones, unbind, disconnect."""

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,6 +42,8 @@ from switchboard.storage.sql.tables import (
 )
 
 m = messages.c
+
+REPORTS_PER_TRANSACTION = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class _ReceiptChanges:
         self.message_updates[row.id] = {
             "b_id": row.id, "b_status": status.value, "b_error_code": receipt.error_code,
             "b_done_at": (receipt.done_at or now) if status.is_final else row.done_at,
+            "b_now": now,
         }  # fmt: skip
         self.events.append(
             {"message_id": row.id, "account_id": row.account_id, "status": status.value,
@@ -185,33 +188,35 @@ class _ReceiptChanges:
 
     async def write(self, connection: AsyncConnection) -> None:
         if self.part_updates:
-            await connection.execute(
-                message_parts.update()
-                .where(
-                    message_parts.c.message_id == sa.bindparam("b_message_id"),
-                    message_parts.c.part_no == sa.bindparam("b_part_no"),
-                )
-                .values(
-                    state=sa.bindparam("b_state"),
-                    error_code=sa.bindparam("b_error_code"),
-                    done_at=sa.bindparam("b_done_at"),
-                ),
-                list(self.part_updates.values()),
-            )
+            await connection.execute(_UPDATE_PART, list(self.part_updates.values()))
         if self.message_updates:
-            await connection.execute(
-                messages.update()
-                .where(m.id == sa.bindparam("b_id"))
-                .values(
-                    status=sa.bindparam("b_status"),
-                    error_code=sa.bindparam("b_error_code"),
-                    done_at=sa.bindparam("b_done_at"),
-                    updated_at=self.now,
-                ),
-                list(self.message_updates.values()),
-            )
+            await connection.execute(_UPDATE_STATUS, list(self.message_updates.values()))
         if self.events:
             await connection.execute(message_events.insert(), self.events)
+
+
+_UPDATE_PART = (
+    message_parts.update()
+    .where(
+        message_parts.c.message_id == sa.bindparam("b_message_id"),
+        message_parts.c.part_no == sa.bindparam("b_part_no"),
+    )
+    .values(
+        state=sa.bindparam("b_state"),
+        error_code=sa.bindparam("b_error_code"),
+        done_at=sa.bindparam("b_done_at", type_=message_parts.c.done_at.type),
+    )
+)
+_UPDATE_STATUS = (
+    messages.update()
+    .where(m.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        error_code=sa.bindparam("b_error_code"),
+        done_at=sa.bindparam("b_done_at", type_=m.done_at.type),
+        updated_at=sa.bindparam("b_now", type_=m.updated_at.type),
+    )
+)
 
 
 _RECORD_FIELDS = tuple(MessageRecord.__dataclass_fields__)
@@ -260,6 +265,66 @@ def _claim_statement(*, skip_locked: bool) -> sa.Update:
 
 
 _CLAIM = {False: _claim_statement(skip_locked=False), True: _claim_statement(skip_locked=True)}
+_LEASED_IDS = sa.select(m.id).where(
+    m.id.in_(sa.bindparam("b_ids", expanding=True)),
+    m.lease_owner == sa.bindparam("b_owner"),
+    m.status == MessageStatus.SENDING.value,
+)
+_SETTLE_SUBMITTED = (
+    messages.update()
+    .where(m.id == sa.bindparam("b_id"))
+    .values(
+        status=MessageStatus.SUBMITTED.value,
+        connector=sa.bindparam("b_connector"),
+        segments=sa.bindparam("b_segments"),
+        body=sa.bindparam("b_body"),
+        submitted_at=sa.bindparam("b_now", type_=m.submitted_at.type),
+        updated_at=sa.bindparam("b_now", type_=m.updated_at.type),
+        lease_owner=None,
+        lease_until=None,
+        otp_code=None,
+    )
+)
+_UNPARK = (
+    parked_receipts.delete()
+    .where(
+        parked_receipts.c.connector == sa.bindparam("b_connector"),
+        parked_receipts.c.provider_id.in_(sa.bindparam("b_ids", expanding=True)),
+    )
+    .returning(*parked_receipts.c)
+)
+_PARTS_BY_PROVIDER_ID: sa.Select[Any] = sa.select(
+    message_parts.c.message_id,
+    message_parts.c.part_no,
+    message_parts.c.connector,
+    message_parts.c.provider_id,
+).where(message_parts.c.provider_id.in_(sa.bindparam("b_ids", expanding=True)))
+# What receipts and the status listeners read of a message: not its text, nor the timestamps
+# they do not need (each costs a conversion per row).
+_RECEIPT_TARGETS: sa.Select[Any] = (
+    sa.select(
+        *(
+            messages.c[name]
+            for name in (
+                "id", "account_id", "numeric_id", "transaction_id", "campaign_id",
+                "verification_id", "step", "channel", "message_type", "lane", "status",
+                "destination", "country_code", "connector", "error_code", "segments", "charge",
+                "charge_state", "submitted_at", "done_at",
+            )
+        )
+    )
+    .where(m.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .order_by(m.id)
+    .with_for_update()
+)  # fmt: skip
+_PART_STATES = sa.select(
+    message_parts.c.message_id, message_parts.c.part_no, message_parts.c.state
+).where(message_parts.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
+_INSERT_EVENT = message_events.insert()
+_INSERT_PART = message_parts.insert()
+_ADVISORY_LOCKS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:b_keys AS bigint[])) AS k"
+)
 _OTP_LANES = [int(Lane.OTP)]
 _BULK_LANES = [int(Lane.TRANSACTIONAL), int(Lane.PROMOTIONAL)]
 _RELEASE = (
@@ -303,12 +368,19 @@ class SqlMessageQueue:
         could each miss the other: the receipt parked, the submit finding nothing parked.
         SQLite's single writer already serialises them.
         """
-        if self._db.is_sqlite:
+        if self._db.is_sqlite or not provider_ids:
             return
-        for provider_id in sorted(set(provider_ids)):
-            digest = hashlib.sha256(f"{connector}|{provider_id}".encode()).digest()
-            key = int.from_bytes(digest[:8], "big", signed=True)
-            await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        keys = sorted(
+            {
+                int.from_bytes(
+                    hashlib.sha256(f"{connector}|{pid}".encode()).digest()[:8], "big", signed=True
+                )
+                for pid in provider_ids
+            }
+        )
+        # One statement for the batch, in key order (two batches never wait on each other
+        # in a cycle).
+        await connection.execute(_ADVISORY_LOCKS, {"b_keys": keys})
 
     # -- accept ---------------------------------------------------------------------------
 
@@ -370,9 +442,10 @@ class SqlMessageQueue:
     ) -> tuple[list[MessageRecord], list[MessageRecord]]:
         """Lease due OTPs and due bulk messages in one transaction: (otps, bulk), oldest first.
 
-        Bulk messages are marked dispatched at once (a crash re-sends them: at-least-once);
-        OTPs are marked by the caller right before their own send (mark_dispatched), so a
-        crash leaves as few as possible UNKNOWN and sends none twice.
+        Both are marked dispatched at once: a crash from here on re-sends bulk messages
+        (at-least-once) and makes OTPs UNKNOWN (never sent twice). Marking an OTP in a write
+        transaction of its own, right before its send, would leave fewer UNKNOWN after a crash
+        but make every OTP wait for the single SQLite writer once more behind bulk batches.
         """
         statement = _CLAIM[not self._db.is_sqlite]
         until = now + timedelta(seconds=lease_s)
@@ -385,7 +458,7 @@ class SqlMessageQueue:
                     for row in await connection.execute(
                         statement,
                         {"b_lanes": _OTP_LANES, "b_now": now, "b_limit": otp_limit,
-                         "b_owner": owner, "b_until": until, "b_dispatched": None},
+                         "b_owner": owner, "b_until": until, "b_dispatched": now},
                     )
                 ]  # fmt: skip
             if bulk_limit > 0:
@@ -529,18 +602,12 @@ class SqlMessageQueue:
         if not items:
             return 0
         async with self._db.write() as connection:
-            ids = [item.message.id for item in items]
             owned = {
-                row.id: row
-                for row in (
-                    await connection.execute(
-                        sa.select(messages).where(
-                            m.id.in_(ids),
-                            m.lease_owner == owner,
-                            m.status == MessageStatus.SENDING.value,
-                        )
-                    )
-                ).all()
+                message_id
+                for chunk in _chunks([item.message.id for item in items], 500)
+                for (message_id,) in await connection.execute(
+                    _LEASED_IDS, {"b_ids": list(chunk), "b_owner": owner}
+                )
             }
             settled = [item for item in items if item.message.id in owned]
             if not settled:
@@ -551,29 +618,16 @@ class SqlMessageQueue:
             for connector, provider_ids in by_connector.items():
                 await self._lock_provider_ids(connection, connector, provider_ids)
             await connection.execute(
-                messages.update()
-                .where(m.id == sa.bindparam("b_id"))
-                .values(
-                    status=MessageStatus.SUBMITTED.value,
-                    connector=sa.bindparam("b_connector"),
-                    segments=sa.bindparam("b_segments"),
-                    body=sa.bindparam("b_body"),
-                    submitted_at=now,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_until=None,
-                    otp_code=None,
-                ),
+                _SETTLE_SUBMITTED,
                 [
                     {"b_id": item.message.id, "b_connector": item.connector,
-                     "b_segments": item.segments,
-                     "b_body": redact_code(owned[item.message.id].body,
-                                           owned[item.message.id].otp_code)}
+                     "b_segments": item.segments, "b_now": now,
+                     "b_body": redact_code(item.message.body, item.message.otp_code)}
                     for item in settled
                 ],
             )  # fmt: skip
             await connection.execute(
-                message_events.insert(),
+                _INSERT_EVENT,
                 [
                     {"message_id": item.message.id, "account_id": item.message.account_id,
                      "status": MessageStatus.SUBMITTED.value, "connector": item.connector,
@@ -588,9 +642,11 @@ class SqlMessageQueue:
                 for n, pid in enumerate(item.provider_ids, start=1)
             ]  # fmt: skip
             if parts:
-                await connection.execute(message_parts.insert(), parts)
+                await connection.execute(_INSERT_PART, parts)
             for item in settled:
-                row = owned[item.message.id]
+                # The record claimed under this lease stands for the row: a leased row changes
+                # only through its lease owner. Listeners read attributes, not Row methods.
+                row = cast(sa.Row[Any], item.message)
                 await self._listener.on_status(connection, row, MessageStatus.SUBMITTED, now, None)
                 if row.verification_id is not None:
                     await self._arm_next_step(
@@ -598,16 +654,12 @@ class SqlMessageQueue:
                     )
             parked: list[sa.Row[Any]] = []
             for connector, provider_ids in by_connector.items():
-                parked += (
-                    await connection.execute(
-                        parked_receipts.delete()
-                        .where(
-                            parked_receipts.c.connector == connector,
-                            parked_receipts.c.provider_id.in_(provider_ids),
+                for chunk in _chunks(provider_ids, 500):
+                    parked += (
+                        await connection.execute(
+                            _UNPARK, {"b_connector": connector, "b_ids": list(chunk)}
                         )
-                        .returning(*parked_receipts.c)
-                    )
-                ).all()
+                    ).all()
             if parked:
                 await self._apply_reports(
                     connection,
@@ -685,9 +737,13 @@ class SqlMessageQueue:
     async def record_reports(
         self, reports: Sequence[DeliveryReport], now: datetime
     ) -> list[float | None]:
-        """Store receipts in one transaction; a receipt whose id is not known yet is parked
-        (it may have beaten its submit_sm_resp). Returns, per receipt, submit-to-final seconds
-        when it settled its message."""
+        """Store receipts; a receipt whose id is not known yet is parked (it may have beaten
+        its submit_sm_resp). Returns, per receipt, submit-to-final seconds when it settled its
+        message.
+
+        At most REPORTS_PER_TRANSACTION receipts per transaction: on SQLite an OTP's accept and
+        claim wait for the one writer, so no transaction may run long.
+        """
         if not reports:
             return []
         receipts = [
@@ -696,6 +752,15 @@ class SqlMessageQueue:
         ]
         if self._settles_first is not None:
             await self._settles_first()
+        latencies: list[float | None] = []
+        for start in range(0, len(receipts), REPORTS_PER_TRANSACTION):
+            chunk = receipts[start : start + REPORTS_PER_TRANSACTION]
+            latencies += await self._record_receipts(chunk, now)
+        return latencies
+
+    async def _record_receipts(
+        self, receipts: Sequence[_Receipt], now: datetime
+    ) -> list[float | None]:
         async with self._db.write() as connection:
             by_connector: dict[str, list[str]] = {}
             for receipt in receipts:
@@ -762,21 +827,17 @@ class SqlMessageQueue:
         provider_ids = sorted({r.provider_id for r in receipts})
         known: dict[tuple[str, str], sa.Row[Any]] = {}
         for chunk in _chunks(provider_ids, 500):
-            query = sa.select(message_parts).where(message_parts.c.provider_id.in_(chunk))
-            for found in (await connection.execute(query)).all():
+            for found in await connection.execute(_PARTS_BY_PROVIDER_ID, {"b_ids": list(chunk)}):
                 known[(found.connector, found.provider_id)] = found
         rows: dict[str, sa.Row[Any]] = {}
         states: dict[str, dict[int, str | None]] = {}
         # Lock the messages first: the receipts of a multipart message's parts arrive
         # together, and each must see the others' part states (PostgreSQL).
         for chunk in _chunks(sorted({p.message_id for p in known.values()}), 500):
-            locked = sa.select(messages).where(m.id.in_(chunk)).order_by(m.id).with_for_update()
-            rows.update({row.id: row for row in (await connection.execute(locked)).all()})
-            parts = sa.select(
-                message_parts.c.message_id, message_parts.c.part_no, message_parts.c.state
-            ).where(message_parts.c.message_id.in_(chunk))
-            for found in (await connection.execute(parts)).all():
-                states.setdefault(found.message_id, {})[found.part_no] = found.state
+            ids = {"b_ids": list(chunk)}
+            rows.update({row.id: row for row in await connection.execute(_RECEIPT_TARGETS, ids)})
+            for message_id, part_no, state in await connection.execute(_PART_STATES, ids):
+                states.setdefault(message_id, {})[part_no] = state
         return known, rows, states
 
     async def _apply_reports(
