@@ -384,8 +384,12 @@ class WebhookSender:
                 and not idle.link.at_eof()
                 and (idle.address in addresses)
             ):
+                if not kept:
+                    del self._idle[key]
                 return idle.link, idle.address
             idle.link.close()
+        if kept is not None:
+            del self._idle[key]
         return None
 
     def _keep_or_close(
