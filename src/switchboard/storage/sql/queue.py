@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -128,15 +128,66 @@ async def add_event(
     )
 
 
+class DriverSql:
+    """The hottest statements as driver-level SQL, in the database's placeholder style.
+
+    An executemany through SQLAlchemy processes every parameter of every row in Python
+    (timestamps twice: UtcDateTime, then SQLite's DATETIME formatting); these take tuples as
+    the driver wants them, with timestamps from `stamp`.
+    """
+
+    def __init__(self, *, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+        def sql(text: str) -> str:
+            return text if sqlite else text.replace("?", "%s")
+
+        self.settle = sql(
+            "UPDATE messages SET status = 'SUBMITTED', connector = ?, segments = ?, body = ?, "
+            "submitted_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL, "
+            "otp_code = NULL WHERE id = ?"
+        )
+        self.insert_event = sql(
+            "INSERT INTO message_events (message_id, account_id, status, connector, detail, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self.insert_part = sql(
+            "INSERT INTO message_parts (message_id, part_no, account_id, connector, provider_id) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        self.update_part = sql(
+            "UPDATE message_parts SET state = ?, error_code = ?, done_at = ? "
+            "WHERE message_id = ? AND part_no = ?"
+        )
+        self.update_status = sql(
+            "UPDATE messages SET status = ?, error_code = ?, done_at = ?, updated_at = ? "
+            "WHERE id = ?"
+        )
+
+    def stamp(self, value: datetime | None) -> Any:
+        """A timestamp as UtcDateTime stores it: SQLite text in SQLAlchemy's DATETIME format
+        (so that stored values compare as text), an aware datetime for PostgreSQL."""
+        if value is None or not self.sqlite:
+            return value
+        if value.utcoffset():
+            value = value.astimezone(UTC)
+        return (
+            f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+        )
+
+
 class _ReceiptChanges:
     """What a batch of receipts changes, gathered in memory and written with executemany."""
 
-    def __init__(self, now: datetime, current: dict[str, MessageStatus]) -> None:
+    def __init__(self, now: datetime, current: dict[str, MessageStatus], sql: DriverSql) -> None:
         self.now = now
         self.current = current
-        self.part_updates: dict[tuple[str, int], dict[str, Any]] = {}
-        self.message_updates: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
+        self.sql = sql
+        self._now = sql.stamp(now)
+        self.part_updates: dict[tuple[str, int], tuple[Any, ...]] = {}
+        self.message_updates: dict[str, tuple[Any, ...]] = {}
+        self.events: list[tuple[Any, ...]] = []
         self.changes: list[tuple[sa.Row[Any], MessageStatus, str | None]] = []
 
     def apply(
@@ -151,14 +202,14 @@ class _ReceiptChanges:
         if existing is not None and delivery.is_final_state(existing):
             return None
         now = self.now
+        stamp = self.sql.stamp
         err = f" err {receipt.error_code}" if receipt.error_code else ""
         if delivery.is_final_state(receipt.state) or receipt.state == "UNKNOWN" or existing is None:
             part_states[part.part_no] = receipt.state
-            self.part_updates[(part.message_id, part.part_no)] = {
-                "b_message_id": part.message_id, "b_part_no": part.part_no,
-                "b_state": receipt.state, "b_error_code": receipt.error_code,
-                "b_done_at": receipt.done_at or now,
-            }  # fmt: skip
+            self.part_updates[(part.message_id, part.part_no)] = (
+                receipt.state, receipt.error_code, stamp(receipt.done_at or now),
+                part.message_id, part.part_no,
+            )  # fmt: skip
         status = (
             delivery.status_for_state(receipt.state)
             if len(part_states) == 1
@@ -166,20 +217,22 @@ class _ReceiptChanges:
         )
         if status is None or not can_transition(self.current[row.id], status):
             self.events.append(
-                {"message_id": row.id, "account_id": row.account_id, "status": receipt.state,
-                 "connector": receipt.connector, "at": now,
-                 "detail": f"part {part.part_no}: {receipt.state}{err}"}
+                (row.id, row.account_id, receipt.state, receipt.connector,
+                 f"part {part.part_no}: {receipt.state}{err}", self._now)
             )  # fmt: skip
             return None
         self.current[row.id] = status
-        self.message_updates[row.id] = {
-            "b_id": row.id, "b_status": status.value, "b_error_code": receipt.error_code,
-            "b_done_at": (receipt.done_at or now) if status.is_final else row.done_at,
-            "b_now": now,
-        }  # fmt: skip
+        done_at = (receipt.done_at or now) if status.is_final else row.done_at
+        self.message_updates[row.id] = (
+            status.value,
+            receipt.error_code,
+            stamp(done_at),
+            self._now,
+            row.id,
+        )
         self.events.append(
-            {"message_id": row.id, "account_id": row.account_id, "status": status.value,
-             "connector": receipt.connector, "at": now, "detail": f"receipt {receipt.state}{err}"}
+            (row.id, row.account_id, status.value, receipt.connector,
+             f"receipt {receipt.state}{err}", self._now)
         )  # fmt: skip
         self.changes.append((row, status, receipt.error_code))
         if status.is_final and row.submitted_at is not None:
@@ -187,36 +240,13 @@ class _ReceiptChanges:
         return None
 
     async def write(self, connection: AsyncConnection) -> None:
+        sql = self.sql
         if self.part_updates:
-            await connection.execute(_UPDATE_PART, list(self.part_updates.values()))
+            await connection.exec_driver_sql(sql.update_part, list(self.part_updates.values()))
         if self.message_updates:
-            await connection.execute(_UPDATE_STATUS, list(self.message_updates.values()))
+            await connection.exec_driver_sql(sql.update_status, list(self.message_updates.values()))
         if self.events:
-            await connection.execute(message_events.insert(), self.events)
-
-
-_UPDATE_PART = (
-    message_parts.update()
-    .where(
-        message_parts.c.message_id == sa.bindparam("b_message_id"),
-        message_parts.c.part_no == sa.bindparam("b_part_no"),
-    )
-    .values(
-        state=sa.bindparam("b_state"),
-        error_code=sa.bindparam("b_error_code"),
-        done_at=sa.bindparam("b_done_at", type_=message_parts.c.done_at.type),
-    )
-)
-_UPDATE_STATUS = (
-    messages.update()
-    .where(m.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        error_code=sa.bindparam("b_error_code"),
-        done_at=sa.bindparam("b_done_at", type_=m.done_at.type),
-        updated_at=sa.bindparam("b_now", type_=m.updated_at.type),
-    )
-)
+            await connection.exec_driver_sql(sql.insert_event, self.events)
 
 
 _RECORD_FIELDS = tuple(MessageRecord.__dataclass_fields__)
@@ -270,21 +300,6 @@ _LEASED_IDS = sa.select(m.id).where(
     m.lease_owner == sa.bindparam("b_owner"),
     m.status == MessageStatus.SENDING.value,
 )
-_SETTLE_SUBMITTED = (
-    messages.update()
-    .where(m.id == sa.bindparam("b_id"))
-    .values(
-        status=MessageStatus.SUBMITTED.value,
-        connector=sa.bindparam("b_connector"),
-        segments=sa.bindparam("b_segments"),
-        body=sa.bindparam("b_body"),
-        submitted_at=sa.bindparam("b_now", type_=m.submitted_at.type),
-        updated_at=sa.bindparam("b_now", type_=m.updated_at.type),
-        lease_owner=None,
-        lease_until=None,
-        otp_code=None,
-    )
-)
 _UNPARK = (
     parked_receipts.delete()
     .where(
@@ -320,8 +335,6 @@ _RECEIPT_TARGETS: sa.Select[Any] = (
 _PART_STATES = sa.select(
     message_parts.c.message_id, message_parts.c.part_no, message_parts.c.state
 ).where(message_parts.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
-_INSERT_EVENT = message_events.insert()
-_INSERT_PART = message_parts.insert()
 _ADVISORY_LOCKS = sa.text(
     "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:b_keys AS bigint[])) AS k"
 )
@@ -350,6 +363,7 @@ class SqlMessageQueue:
         self._db = database
         self._listener = listener or StatusListener()
         self._settles_first: Callable[[], Awaitable[None]] | None = None
+        self._sql = DriverSql(sqlite=database.is_sqlite)
 
     def settles_first(self, flushed: Callable[[], Awaitable[None]]) -> None:
         """Before storing receipts, await `flushed` (the settles submitted so far are stored).
@@ -617,32 +631,32 @@ class SqlMessageQueue:
                 by_connector.setdefault(item.connector, []).extend(item.provider_ids)
             for connector, provider_ids in by_connector.items():
                 await self._lock_provider_ids(connection, connector, provider_ids)
-            await connection.execute(
-                _SETTLE_SUBMITTED,
+            sql = self._sql
+            stamp = sql.stamp(now)
+            await connection.exec_driver_sql(
+                sql.settle,
                 [
-                    {"b_id": item.message.id, "b_connector": item.connector,
-                     "b_segments": item.segments, "b_now": now,
-                     "b_body": redact_code(item.message.body, item.message.otp_code)}
+                    (item.connector, item.segments,
+                     redact_code(item.message.body, item.message.otp_code), stamp, stamp,
+                     item.message.id)
                     for item in settled
                 ],
             )  # fmt: skip
-            await connection.execute(
-                _INSERT_EVENT,
+            await connection.exec_driver_sql(
+                sql.insert_event,
                 [
-                    {"message_id": item.message.id, "account_id": item.message.account_id,
-                     "status": MessageStatus.SUBMITTED.value, "connector": item.connector,
-                     "detail": None, "at": now}
+                    (item.message.id, item.message.account_id, MessageStatus.SUBMITTED.value,
+                     item.connector, None, stamp)
                     for item in settled
                 ],
             )  # fmt: skip
             parts = [
-                {"message_id": item.message.id, "part_no": n, "account_id": item.message.account_id,
-                 "connector": item.connector, "provider_id": pid}
+                (item.message.id, n, item.message.account_id, item.connector, pid)
                 for item in settled
                 for n, pid in enumerate(item.provider_ids, start=1)
-            ]  # fmt: skip
+            ]
             if parts:
-                await connection.execute(_INSERT_PART, parts)
+                await connection.exec_driver_sql(sql.insert_part, parts)
             for item in settled:
                 # The record claimed under this lease stands for the row: a leased row changes
                 # only through its lease owner. Listeners read attributes, not Row methods.
@@ -850,7 +864,9 @@ class SqlMessageQueue:
         only add history.
         """
         known, rows, states = await self._load_receipt_targets(connection, receipts)
-        batch = _ReceiptChanges(now, {i: MessageStatus(r.status) for i, r in rows.items()})
+        batch = _ReceiptChanges(
+            now, {i: MessageStatus(r.status) for i, r in rows.items()}, self._sql
+        )
         outcomes: list[tuple[bool, float | None]] = []
         for receipt in receipts:
             part = known.get((receipt.connector, receipt.provider_id))
