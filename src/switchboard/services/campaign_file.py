@@ -189,10 +189,11 @@ def _read(task: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
                     reported += 1
                     send({"error": {"row": item.row_number, "reason": error.message}})
                 continue
-            # phone.country_code is the calling code phonenumbers found in phone.e164:
-            # calling codes are prefix-free (tests/unit/test_phone.py checks the metadata).
+            # The calling code phonenumbers found in phone.e164: codes are prefix-free
+            # (tests/unit/test_phone.py checks the metadata); int() reads any Unicode digits.
+            calling_code = str(int(phone.country_code))
             lines.append(
-                (phone.e164, phone.country_code, summary.text, summary.encoding, summary.segments)
+                (phone.e164, calling_code, summary.text, summary.encoding, summary.segments)
             )
             if len(lines) >= _ROWS_PER_LINE:
                 send({"rows": lines})
