@@ -10,7 +10,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -395,24 +395,27 @@ class SmppDriver:
         """The submit_sm PDUs for a message, in order, and the segment count billed."""
         info = analyse(message.text)
         source_ton, source_npi, source, destination = self._addresses(message)
-        base = SubmitSm(
-            service_type=self.options.service_type,
-            source_addr_ton=source_ton,
-            source_addr_npi=source_npi,
-            source_addr=source,
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr=destination,
-            validity_period=validity,
-            registered_delivery=self.options.registered_delivery,
-            tlvs=self._dlt_tlvs(message),
-        )
+        fields: dict[str, Any] = {
+            "service_type": self.options.service_type,
+            "source_addr_ton": source_ton,
+            "source_addr_npi": source_npi,
+            "source_addr": source,
+            "dest_addr_ton": 1,
+            "dest_addr_npi": 1,
+            "destination_addr": destination,
+            "validity_period": validity,
+            "registered_delivery": self.options.registered_delivery,
+            "tlvs": self._dlt_tlvs(message),
+        }
         mode = self.options.long_message
         try:
             if info.segments == 1 or mode == "payload":
                 coding, payload = self._encoder(message.text, info.encoding)
                 if info.segments == 1 and len(payload) <= 254:
-                    return [replace(base, data_coding=coding, short_message=payload)], 1
+                    # the common case: one PDU, built once (dataclasses.replace costs as much)
+                    return [SubmitSm(**fields, data_coding=coding, short_message=payload)], 1
+            base = SubmitSm(**fields)
+            if info.segments == 1 or mode == "payload":
                 tlvs = (*base.tlvs, Tlv(Tag.MESSAGE_PAYLOAD, payload))
                 return [replace(base, data_coding=coding, tlvs=tlvs)], info.segments
             parts = split(message.text, info.encoding, MULTI_PART_UNITS[info.encoding])

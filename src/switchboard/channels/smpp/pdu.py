@@ -452,20 +452,15 @@ class ShortMessage(Pdu):
     def parse_body(cls, reader: _Reader, header: Header) -> Self:
         # Peers overshoot the spec's address sizes; accept up to 65 octets rather than nack.
         service_type = reader.cstring(65)
-        source_ton, source_npi = reader.u8(), reader.u8()
+        source_ton, source_npi = reader.octets(2)
         source_addr = reader.cstring(65)
-        dest_ton, dest_npi = reader.u8(), reader.u8()
+        dest_ton, dest_npi = reader.octets(2)
         destination_addr = reader.cstring(65)
-        esm_class, protocol_id, priority_flag = reader.u8(), reader.u8(), reader.u8()
+        esm_class, protocol_id, priority_flag = reader.octets(3)
         schedule = reader.cstring(65)
         validity = reader.cstring(65)
-        registered, replace_flag, data_coding, default_id = (
-            reader.u8(),
-            reader.u8(),
-            reader.u8(),
-            reader.u8(),
-        )
-        short_message = reader.octets(reader.u8())
+        registered, replace_flag, data_coding, default_id, length = reader.octets(5)
+        short_message = reader.octets(length)
         return cls(
             sequence_number=header.sequence_number,
             command_status=header.command_status,

@@ -56,9 +56,24 @@ class Receipt:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+# Appendix B as most SMSCs write it: one match instead of a search per field. Anything else
+# (other order, case, separators, missing fields) takes the tolerant path below.
+_STANDARD = re.compile(
+    r"id:([^\s,;]+) sub:([^\s,;]+) dlvrd:([^\s,;]+) submit date:([^\s,;]+) "
+    r"done date:([^\s,;]+) stat:([^\s,;]+) err:([^\s,;]+) text:(.*)",
+    re.DOTALL,
+)
+_STANDARD_KEYS = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err")
+
+
 def parse_receipt_text(text: str) -> dict[str, str]:
     """Appendix B `key:value` pairs, keys lower-cased with `_` for spaces; `text` runs to the end."""
-    fields: dict[str, str] = {}
+    standard = _STANDARD.fullmatch(text)
+    if standard is not None:
+        fields = dict(zip(_STANDARD_KEYS, standard.groups(), strict=False))
+        fields["text"] = standard.group(8).strip()
+        return fields
+    fields = {}
     for match in _FIELD.finditer(text):
         key = match.group(1).lower()
         if key.endswith("date"):
