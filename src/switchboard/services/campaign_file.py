@@ -133,9 +133,9 @@ async def read_file_rows(
             rows = message.get("rows")
             if rows is not None:
                 batch.extend((d, c, TextSummary(t, e, s)) for d, c, t, e, s in rows)
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
+                while len(batch) >= batch_size:
+                    yield batch[:batch_size]
+                    batch = batch[batch_size:]
             elif "error" in message:
                 outcome.errors.append(message["error"])
             elif "done" in message:
