@@ -21,6 +21,9 @@ _BLOCKED_FOR_OTP = frozenset(
 )
 
 
+_PUNCTUATION = str.maketrans("", "", " -().")
+
+
 @dataclass(frozen=True, slots=True)
 class PhoneNumber:
     country_code: str  # digits, no '+'
@@ -51,7 +54,7 @@ def parse_phone(country_code: str | None, mobile_number: str | None) -> PhoneNum
     raw = (mobile_number or "").strip()
     if not raw:
         raise InvalidRequestError("mobileNumber is required")
-    digits = "".join(ch for ch in raw if ch not in " -().")
+    digits = raw.translate(_PUNCTUATION)
     if digits.startswith("+"):
         digits = digits[1:]
         if digits.startswith(code):
