@@ -42,6 +42,9 @@ _LEASE_MARGIN_S = 30.0
 # A claimed delivery waiting for its endpoint's slot starts only while its lease still covers a
 # whole attempt and the settle; later it is given back and claimed again.
 _WAIT_FOR_SLOT = timedelta(seconds=_LEASE_MARGIN_S / 2)
+# Finished attempts are settled together: up to this many, or what finished in this time.
+_SETTLE_BATCH = 200
+_SETTLE_GATHER_S = 0.02
 # Rows in hand across endpoints, per slot of `max_in_flight`: bounds memory, not sending.
 _WAITING_PER_SLOT = 10
 
@@ -69,6 +72,7 @@ class WebhookDispatcher:
         self._waiting: dict[str, deque[tuple[DueDelivery, datetime]]] = {}
         self._waiting_count = 0
         self._give_back: list[str] = []  # claimed, not sent, to release at the next claim
+        self._skipped: set[str] | None = None  # endpoints the running claim leaves out
         self._in_flight: set[asyncio.Task[None]] = set()
         self._settlements: list[Settlement] = []
         self._settler: asyncio.Task[None] | None = None
@@ -88,13 +92,14 @@ class WebhookDispatcher:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                claimed = await self.claim()
+                await self.claim()
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("webhook dispatcher loop error")
-                claimed = 0
-            if claimed == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+            # Claim again when woken (new rows committed, an endpoint's rows in hand used up, a
+            # slot freed), not straight away: with one endpoint's backlog in hand, the next
+            # claim would skip that endpoint by scanning its whole backlog for nothing.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming; give POSTs in flight `grace_s`, then cancel them (their leases
@@ -135,13 +140,17 @@ class WebhookDispatcher:
         if free <= 0 or self._stopping.is_set():
             return 0
         now = self._clock.now()
-        batch = await self._store.claim_due(
-            self.owner,
-            now,
-            min(free, self._settings.batch_size),
-            self._lease_s,
-            skip_accounts=list(self._waiting),
-        )
+        self._skipped = set(self._waiting)
+        try:
+            batch = await self._store.claim_due(
+                self.owner,
+                now,
+                min(free, self._settings.batch_size),
+                self._lease_s,
+                skip_accounts=sorted(self._skipped),
+            )
+        finally:
+            self._skipped = None
         for delivery in batch:
             account = delivery.account_id
             if self._busy[account] < self._limit:
@@ -187,7 +196,9 @@ class WebhookDispatcher:
             if self._busy[account] <= 0:
                 del self._busy[account]
             self._next_for(account)
-            if account not in self._waiting:  # nothing left in hand: claim more for it
+            # Nothing left in hand: claim more for it, unless a claim that includes it is
+            # running (a second claim would only scan the backlog it skips).
+            if account not in self._waiting and (self._skipped is None or account in self._skipped):
                 self._wake.set()
 
     async def deliver(self, delivery: DueDelivery) -> None:
@@ -254,8 +265,15 @@ class WebhookDispatcher:
             self._give_back += [delivery.id for delivery, _ in waiting]
 
     async def _settle_pending(self) -> None:
-        """Write every finished attempt, in as few transactions as they finish in."""
+        """Write every finished attempt, in few transactions. While attempts finish faster
+        than they are written, those finishing within `_SETTLE_GATHER_S` of each other share
+        a transaction (the receiver has its callback already); at a trickle each is written
+        at once, so a lease is not held longer than needed."""
+        busy = False  # attempts finished while the previous batch was being written
         while self._settlements:
+            if busy and len(self._settlements) < _SETTLE_BATCH and not self._stopping.is_set():
+                await asyncio.sleep(_SETTLE_GATHER_S)
+            busy = True
             batch, self._settlements = self._settlements, []
             try:
                 written = await self._store.settle_many(self.owner, batch, self._clock.now())
