@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -157,3 +158,36 @@ def test_dlt_matcher_agrees_with_its_regex(pieces: list[str], message: str) -> N
     template = compile_dlt_template("".join(pieces), max_variable_chars=3)
     expected = re.fullmatch(template.pattern, message) is not None
     assert template.matches(message) is expected
+
+
+def _render_with_regex(template: str, variables: list[str]) -> str:
+    """The definition: one regex substitution pass, the first empty placeholder refused."""
+
+    def substitute(match: re.Match[str]) -> str:
+        number = int(match.group(1) or 1)
+        value = variables[number - 1] if number <= len(variables) else ""
+        if not value.strip():
+            raise InvalidRequestError(
+                f"the message uses ##var{number}## but var{number} has no value"
+            )
+        return value
+
+    return re.sub(r"##var([1-9][0-9]{0,3})?##", substitute, template, flags=re.IGNORECASE)
+
+
+_pieces = st.sampled_from(["Hi ", "##var##", "##var1##", "##VAR2##", "##var3##", "##var12##",
+                           "##var0##", "#", "##", " ", "x", "€", "##var10000##"])  # fmt: skip
+
+
+@given(
+    st.lists(_pieces, max_size=12).map("".join),
+    st.lists(st.sampled_from(["a", "", " ", "##var2##", "ü"]), max_size=4),
+)
+def test_render_equals_one_regex_substitution_pass(template: str, variables: list[str]) -> None:
+    def outcome(render_with: Callable[[str, list[str]], str]) -> str:
+        try:
+            return render_with(template, variables)
+        except InvalidRequestError as error:
+            return f"refused: {error.message}"
+
+    assert outcome(render) == outcome(_render_with_regex)

@@ -27,17 +27,36 @@ def render(template: str, variables: Sequence[str]) -> str:
     A placeholder whose value is absent, empty or only whitespace raises InvalidRequestError
     naming it: a message with a hole in it is not worth paying for.
     """
-
-    def substitute(match: re.Match[str]) -> str:
-        number = int(match.group(1) or 1)
+    texts, numbers = _split(template)
+    values: list[str] = []
+    for number in numbers:
         value = variables[number - 1] if number <= len(variables) else ""
         if not value.strip():
             raise InvalidRequestError(
                 f"the message uses ##var{number}## but var{number} has no value"
             )
-        return value
+        values.append(value)
+    if not numbers:
+        return template
+    parts = [texts[0]]
+    for value, text in zip(values, texts[1:], strict=True):
+        parts += (value, text)
+    return "".join(parts)
 
-    return _PLACEHOLDER.sub(substitute, template)
+
+@lru_cache(maxsize=256)
+def _split(template: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The template's literal texts around its placeholders, and their variable numbers:
+    a campaign renders one template a million times."""
+    texts: list[str] = []
+    numbers: list[int] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(template):
+        texts.append(template[position : match.start()])
+        numbers.append(int(match.group(1) or 1))
+        position = match.end()
+    texts.append(template[position:])
+    return tuple(texts), tuple(numbers)
 
 
 # DLT variable tags as operator portals spell them; any other `{#…#}` is literal text there.
