@@ -9,7 +9,12 @@ import pytest
 import xlsxwriter
 
 from switchboard.ingest.xlsx import UploadLimits, UploadTooLargeError
-from switchboard.services.campaign_file import FileOutcome, FileRow, TextRules, read_file_rows
+from switchboard.services.campaign_file import (
+    CampaignFileReader,
+    FileOutcome,
+    FileRow,
+    TextRules,
+)
 
 
 def _workbook(rows: Sequence[Sequence[object]]) -> io.BytesIO:
@@ -27,16 +32,20 @@ def _workbook(rows: Sequence[Sequence[object]]) -> io.BytesIO:
 async def _read(
     upload: io.BytesIO, outcome: FileOutcome, seen: list[list[FileRow]], **limits: int
 ) -> None:
-    batches = read_file_rows(
+    reader = CampaignFileReader(
         upload,
         template="Hi ##var1##",
         rules=TextRules(sms=True, max_segments=1),
         limits=UploadLimits(**limits),
         batch_size=10,
-        outcome=outcome,
     )
-    async for batch in batches:
-        seen.append(batch)
+    await reader.start()
+    try:
+        async for batch in reader.rows():
+            seen.append(batch)
+    finally:
+        outcome.total, outcome.invalid = reader.outcome.total, reader.outcome.invalid
+        outcome.errors[:] = reader.outcome.errors
 
 
 async def test_rows_come_back_in_batches_with_each_bad_rows_reason() -> None:

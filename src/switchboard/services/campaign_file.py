@@ -92,23 +92,34 @@ class FileOutcome:
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-async def read_file_rows(
-    upload: IO[bytes],
-    *,
-    template: str,
-    rules: TextRules,
-    limits: UploadLimits,
-    batch_size: int,
-    outcome: FileOutcome,
-) -> AsyncGenerator[list[FileRow], None]:
-    """Batches of the upload's valid rows, read by a child process; `outcome` is complete
-    once iteration ends. A refused file raises the reader's error (UploadTooLargeError,
-    UploadRejectedError, InvalidRequestError) after the batches read before it."""
-    copy = await asyncio.to_thread(_copy_upload, upload)
-    process: asyncio.subprocess.Process | None = None
-    finished = False
-    try:
-        process = await asyncio.create_subprocess_exec(
+class CampaignFileReader:
+    """The child process reading one upload. `start` it as early as possible (it reads ahead
+    while the caller checks the upload itself), then iterate `rows()` once, or `close()`."""
+
+    def __init__(
+        self,
+        upload: IO[bytes],
+        *,
+        template: str,
+        rules: TextRules,
+        limits: UploadLimits,
+        batch_size: int,
+    ) -> None:
+        self.outcome = FileOutcome()
+        self._upload = upload
+        self._task: dict[str, Any] = {
+            "template": template,
+            "rules": dataclasses.asdict(rules),
+            "limits": dataclasses.asdict(limits),
+        }
+        self._batch_size = batch_size
+        self._copy: str | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._finished = False
+
+    async def start(self) -> None:
+        self._copy = await asyncio.to_thread(_copy_upload, self._upload)
+        self._process = process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             __name__,
@@ -117,44 +128,52 @@ async def read_file_rows(
             limit=_LINE_LIMIT,
         )
         assert process.stdin is not None
-        assert process.stdout is not None
-        task = {
-            "path": copy,
-            "template": template,
-            "rules": dataclasses.asdict(rules),
-            "limits": dataclasses.asdict(limits),
-        }
-        process.stdin.write(json.dumps(task).encode())
+        process.stdin.write(json.dumps({**self._task, "path": self._copy}).encode())
         await process.stdin.drain()
         process.stdin.close()
+
+    async def rows(self) -> AsyncGenerator[list[FileRow], None]:
+        """Batches of the upload's valid rows; `outcome` is complete once iteration ends. A
+        refused file raises the child's error (UploadTooLargeError, UploadRejectedError,
+        InvalidRequestError) after the batches read before it."""
+        process = self._process
+        assert process is not None
+        assert process.stdout is not None
         batch: list[FileRow] = []
-        while line := await process.stdout.readline():
-            message = json.loads(line)
-            rows = message.get("rows")
-            if rows is not None:
-                batch.extend((d, c, TextSummary(t, e, s)) for d, c, t, e, s in rows)
-                while len(batch) >= batch_size:
-                    yield batch[:batch_size]
-                    batch = batch[batch_size:]
-            elif "error" in message:
-                outcome.errors.append(message["error"])
-            elif "done" in message:
-                outcome.total, outcome.invalid = message["done"]
-                finished = True
-                if batch:
-                    yield batch
-                break
-            else:
-                kind, reason = message["refused"]
-                raise _REFUSALS[kind](reason)
-        else:
+        try:
+            while line := await process.stdout.readline():
+                message = json.loads(line)
+                rows = message.get("rows")
+                if rows is not None:
+                    batch.extend((d, c, TextSummary(t, e, s)) for d, c, t, e, s in rows)
+                    while len(batch) >= self._batch_size:
+                        yield batch[: self._batch_size]
+                        batch = batch[self._batch_size :]
+                elif "error" in message:
+                    self.outcome.errors.append(message["error"])
+                elif "done" in message:
+                    self.outcome.total, self.outcome.invalid = message["done"]
+                    self._finished = True
+                    if batch:
+                        yield batch
+                    return
+                else:
+                    kind, reason = message["refused"]
+                    raise _REFUSALS[kind](reason)
             raise RuntimeError(f"the file reader stopped (exit code {await process.wait()})")
-    finally:
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the child unless it finished, and remove the copy of the upload."""
+        process, self._process = self._process, None
         if process is not None and process.returncode is None:
-            if not finished:
+            if not self._finished:
                 process.kill()  # the campaign was refused or cancelled: stop reading
             await process.wait()
-        await asyncio.to_thread(Path(copy).unlink)
+        copy, self._copy = self._copy, None
+        if copy is not None:
+            await asyncio.to_thread(Path(copy).unlink)
 
 
 def _copy_upload(upload: IO[bytes]) -> str:

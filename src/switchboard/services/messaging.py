@@ -30,11 +30,11 @@ from switchboard.domain.verification import new_verification_id
 from switchboard.errors import InvalidRequestError, NotFoundError
 from switchboard.ingest.xlsx import UploadLimits, open_recipient_sheet
 from switchboard.services.campaign_file import (
+    CampaignFileReader,
     FileOutcome,
     FileRow,
     TextRules,
     TextSummary,
-    read_file_rows,
     summarise,
 )
 from switchboard.storage.base import MessagingStore
@@ -351,28 +351,31 @@ class MessagingService:
             max_file_bytes=self._settings.max_upload_bytes,
             max_rows=self._settings.max_upload_rows,
         )
-        sheet = await asyncio.to_thread(open_recipient_sheet, upload, limits)
-        needed = templating.placeholders(common.template)
-        if needed and max(needed) > sheet.header.variable_count:
-            sheet.close()
-            raise InvalidRequestError(
-                f"message uses ##var{max(needed)}## but the file has "
-                f"{sheet.header.variable_count} variable column(s)"
-            )
-        sheet.close()  # checked and has its header; the child reads the rows
-        outcome = FileOutcome()
-        rows = read_file_rows(
+        reader = CampaignFileReader(
             upload,
             template=common.template,
             rules=self._rules(common),
             limits=limits,
             batch_size=self._settings.ingest_batch_size,
-            outcome=outcome,
         )
-        return await self._campaign(
-            account, request, common, "FILE", rows, total_errors=outcome.errors,
-            outcome=outcome,
-        )  # fmt: skip
+        # The child starts reading while this process checks the upload and its header, so
+        # a bad file is still refused before anything is staged.
+        try:
+            await reader.start()
+            sheet = await asyncio.to_thread(open_recipient_sheet, upload, limits)
+            sheet.close()
+            needed = templating.placeholders(common.template)
+            if needed and max(needed) > sheet.header.variable_count:
+                raise InvalidRequestError(
+                    f"message uses ##var{max(needed)}## but the file has "
+                    f"{sheet.header.variable_count} variable column(s)"
+                )
+            return await self._campaign(
+                account, request, common, "FILE", reader.rows(),
+                total_errors=reader.outcome.errors, outcome=reader.outcome,
+            )  # fmt: skip
+        finally:
+            await reader.close()  # also when the rows were never iterated
 
     async def _stage(
         self,
