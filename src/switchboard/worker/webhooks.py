@@ -72,6 +72,10 @@ class WebhookDispatcher:
         self._waiting: dict[str, deque[tuple[DueDelivery, datetime]]] = {}
         self._waiting_count = 0
         self._give_back: list[str] = []  # claimed, not sent, to release at the next claim
+        # Claimed and not yet settled or given back. A row this worker still holds may come
+        # back from a claim when its lease ran out meanwhile (a settle slower than the lease):
+        # it is not sent a second time by the worker that holds it.
+        self._held: set[str] = set()
         self._skipped: set[str] | None = None  # endpoints the running claim leaves out
         self._in_flight: set[asyncio.Task[None]] = set()
         self._settlements: list[Settlement] = []
@@ -140,18 +144,20 @@ class WebhookDispatcher:
         if free <= 0 or self._stopping.is_set():
             return 0
         now = self._clock.now()
+        limit = min(free, self._settings.batch_size)
         self._skipped = set(self._waiting)
         try:
             batch = await self._store.claim_due(
-                self.owner,
-                now,
-                min(free, self._settings.batch_size),
-                self._lease_s,
-                skip_accounts=sorted(self._skipped),
+                self.owner, now, limit, self._lease_s, skip_accounts=sorted(self._skipped)
             )
         finally:
             self._skipped = None
+        if len(batch) == limit < self._settings.batch_size:
+            self._wake.set()  # cut short by free slots: more may be due once some free up
         for delivery in batch:
+            if delivery.id in self._held:
+                continue
+            self._held.add(delivery.id)
             account = delivery.account_id
             if self._busy[account] < self._limit:
                 self._start(delivery)
@@ -164,6 +170,7 @@ class WebhookDispatcher:
         if self._give_back:
             ids, self._give_back = self._give_back, []
             await self._store.release(ids, self.owner)
+            self._held.difference_update(ids)
 
     def _start(self, delivery: DueDelivery) -> None:
         self._busy[delivery.account_id] += 1
@@ -188,9 +195,11 @@ class WebhookDispatcher:
     async def _deliver_guarded(self, delivery: DueDelivery) -> None:
         account = delivery.account_id
         try:
-            await self.deliver(delivery)
+            if not await self.deliver(delivery):
+                self._held.discard(delivery.id)
         except Exception:  # the lease brings the delivery back if it could not be settled
             log.exception("webhook delivery failed unexpectedly", delivery_id=delivery.id)
+            self._held.discard(delivery.id)
         finally:
             self._busy[account] -= 1
             if self._busy[account] <= 0:
@@ -201,12 +210,13 @@ class WebhookDispatcher:
             if account not in self._waiting and (self._skipped is None or account in self._skipped):
                 self._wake.set()
 
-    async def deliver(self, delivery: DueDelivery) -> None:
-        """One attempt of a claimed delivery; its outcome is settled with others' shortly."""
+    async def deliver(self, delivery: DueDelivery) -> bool:
+        """One attempt of a claimed delivery; its outcome is settled with others' shortly.
+        False when it was settled here already (dead-lettered unsent)."""
         if delivery.endpoint_disabled or delivery.url is None or not delivery.signing_secrets:
             reason = "endpoint disabled" if delivery.endpoint_disabled else "no callback URL"
             await self._store.dead_letter(delivery.id, self.owner, reason, self._clock.now())
-            return
+            return False
         attempt = await self._sender.send(
             delivery.url,
             delivery.payload,
@@ -255,6 +265,7 @@ class WebhookDispatcher:
                 outcome=state.value,
                 retry_in_s=_seconds(next_attempt_at - now) if next_attempt_at else None,
             )
+        return True
 
     def _drop_waiting(self, account: str) -> None:
         """The endpoint is being disabled: its waiting deliveries go back to the table, where
@@ -280,6 +291,8 @@ class WebhookDispatcher:
             except Exception:  # their leases bring the deliveries back for another attempt
                 log.exception("settling webhook attempts failed", attempts=len(batch))
                 continue
+            finally:
+                self._held.difference_update(s.delivery.id for s in batch)
             if 0 <= written < len(batch):
                 log.warning("webhook leases lost before settling", lost=len(batch) - written)
 

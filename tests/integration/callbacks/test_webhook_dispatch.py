@@ -17,7 +17,13 @@ from switchboard.bootstrap import Container, build_container
 from switchboard.callbacks.secrets import generate_secret
 from switchboard.clock import FrozenClock
 from switchboard.storage.sql.tables import accounts, webhook_deliveries
-from switchboard.testing.callback_receiver import Receivers, answer, stall
+from switchboard.testing.callback_receiver import (
+    ReceivedRequest,
+    Receivers,
+    answer,
+    respond,
+    stall,
+)
 
 d = webhook_deliveries.c
 
@@ -121,3 +127,28 @@ async def test_a_hanging_endpoint_with_a_backlog_does_not_hold_back_another(
         await fast.wait_for_requests(20, timeout_s=5)
 
     assert len(hanging.requests) == 3
+
+
+async def test_a_row_whose_lease_ran_out_in_flight_is_not_sent_again_by_its_holder(
+    make_settings: SettingsFactory, clock: FrozenClock, receivers: Receivers
+) -> None:
+    async def slow_ok(request: ReceivedRequest, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.3)
+        await respond(writer, 200)
+
+    receiver = await receivers.start(slow_ok)
+    built = await start(make_settings, clock, total_timeout_s=5.0)
+    await queue(built, clock, "C-1", receiver.url(), 1)
+    try:
+        assert await built.webhooks.claim() == 1
+        await receiver.wait_for_requests(1)
+        clock.advance(120)  # the lease (total timeout + 30 s) runs out while the POST waits
+        assert await built.webhooks.claim() == 1  # the row comes back from the table …
+        await built.webhooks.stop(2)  # … and is not sent a second time
+
+        async with built.database.read() as connection:
+            row = (await connection.execute(sa.select(d.status, d.attempts))).one()
+        assert len(receiver.requests) == 1
+        assert (row.status, row.attempts) == ("DELIVERED", 1)
+    finally:
+        await built.stop()
