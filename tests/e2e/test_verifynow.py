@@ -263,6 +263,39 @@ async def test_daily_limits_per_number_and_per_account(
     assert "daily quota" in quota["errorMessage"]
 
 
+async def test_concurrent_sends_to_one_number_queue_exactly_one_code(
+    mc: MessageCentralClient, container: Container
+) -> None:
+    """Sends arriving together share a transaction (group commit), but never two to one
+    number: the second sees the first and gets the cooldown."""
+    results = await asyncio.gather(*(mc.send_otp(mobileNumber=NUMBER) for _ in range(20)))
+    codes = sorted(r.json()["responseCode"] for r in results)
+    assert codes == [200] + [506] * 19
+    async with container.database.read() as connection:
+        rows = (
+            await connection.execute(
+                sa.select(verifications.c.status).where(
+                    verifications.c.destination == f"+91{NUMBER}"
+                )
+            )
+        ).all()
+    assert [row.status for row in rows] == ["PENDING"]
+
+
+async def test_concurrent_sends_stop_exactly_at_the_daily_quota(
+    mc: MessageCentralClient, container: Container, customer: str
+) -> None:
+    await container.accounts.update(customer, settings={"daily_quota": 25})
+    results = await asyncio.gather(*(mc.send_otp(mobileNumber=f"98765{n:05d}") for n in range(40)))
+    codes = [r.json()["responseCode"] for r in results]
+    assert codes.count(200) == 25
+    assert codes.count(800) == 15
+    async with container.database.read() as connection:
+        stored = await connection.scalar(sa.select(sa.func.count()).select_from(verifications))
+        queued = await connection.scalar(sa.select(sa.func.count()).select_from(messages))
+    assert (stored, queued) == (25, 25)
+
+
 async def test_country_allow_list_refuses_other_countries_with_511(
     mc: MessageCentralClient, container: Container, customer: str
 ) -> None:

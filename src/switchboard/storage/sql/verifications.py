@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.limits import SendHistory, SendLimits, check_send_limits
 from switchboard.domain.messages import MessageRecord, MessageStatus
 from switchboard.domain.verification import CheckResult, VerificationRecord, VerificationStatus
+from switchboard.errors import SwitchboardError
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.rows import message_record, message_values, verification_record
 from switchboard.storage.sql.tables import (
-    UtcDateTime,
     message_events,
     messages,
     verification_checks,
@@ -47,30 +50,24 @@ _CANCEL_UNSENT = (
 # CPU than running them (bench/RESULTS.md).
 _v = verifications.c
 _PENDING = VerificationStatus.PENDING.value
-_HISTORY = sa.select(
-    # One pass over the number's last day: a pending code is at most 600 s old.
-    sa.type_coerce(
-        sa.func.max(
-            sa.case(
-                (sa.and_(_v.status == _PENDING, _v.expires_at > sa.bindparam("now")), _v.created_at)
-            )
-        ),
-        UtcDateTime(),
-    ).label("last_pending"),
-    sa.func.count(sa.case((_v.created_at > sa.bindparam("ten_min_ago"), 1))).label("in_10_min"),
-    sa.func.count().label("in_day"),
-    sa.func.count(sa.case((_v.status == _PENDING, 1))).label("pending"),
-    sa.select(sa.func.coalesce(sa.func.sum(verification_days.c.sends), 0))
+_RECENT = sa.select(_v.destination, _v.status, _v.created_at, _v.expires_at).where(
+    _v.account_id == sa.bindparam("p_account"),
+    _v.destination.in_(sa.bindparam("p_destinations", expanding=True)),
+    _v.created_at > sa.bindparam("p_since"),
+)
+_days = verification_days.c
+_TODAY = (
+    sa.select(_days.account_id, _days.day, sa.func.sum(_days.sends).label("sends"))
     .where(
-        verification_days.c.account_id == sa.bindparam("account_id"),
-        verification_days.c.day == sa.bindparam("day"),
+        _days.account_id.in_(sa.bindparam("p_accounts", expanding=True)),
+        _days.day.in_(sa.bindparam("p_days", expanding=True)),
     )
-    .scalar_subquery()
-    .label("today"),
-).where(
-    _v.account_id == sa.bindparam("account_id"),
-    _v.destination == sa.bindparam("destination"),
-    _v.created_at > sa.bindparam("day_ago"),
+    .group_by(_days.account_id, _days.day)
+)
+# Advisory locks in key order, so two batches never wait for each other in a circle.
+_LOCK_KEYS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k"
+    " ORDER BY 1) AS ordered"
 )
 _END_PENDING = (
     verifications.update()
@@ -118,18 +115,24 @@ _WRONG_CODE = (
 
 
 _DAY_SHARDS = 16
+_BATCH_MAX = 64
+_DEADLOCK_RETRIES = 3
+
+
+def _is_deadlock(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 def _bump_day(is_sqlite: bool) -> sa.Executable:
     days = verification_days
-    values = {
+    values: dict[str, Any] = {
         "account_id": sa.bindparam("p_account"),
         "day": sa.bindparam("p_day"),
         "shard": sa.bindparam("p_shard"),
-        "sends": 1,
+        "sends": sa.bindparam("p_sends"),
     }
     keys = [days.c.account_id, days.c.day, days.c.shard]
-    bump = {"sends": days.c.sends + 1}
+    bump = {"sends": days.c.sends + sa.bindparam("p_sends")}
     if is_sqlite:
         return (
             sqlite.insert(days).values(values).on_conflict_do_update(index_elements=keys, set_=bump)
@@ -137,6 +140,146 @@ def _bump_day(is_sqlite: bool) -> sa.Executable:
     return (
         postgresql.insert(days).values(values).on_conflict_do_update(index_elements=keys, set_=bump)
     )
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def _lock_key(record: VerificationRecord) -> int:
+    digest = hashlib.sha256(f"{record.account_id}|{record.destination}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _history(rows: Sequence[Any], sends_today: int, now: datetime) -> SendHistory:
+    """What the limits need to know of a number's verifications of the last day."""
+    live = [r.created_at for r in rows if r.status == _PENDING and r.expires_at > now]
+    ten_minutes_ago, day_ago = now - timedelta(minutes=10), now - timedelta(days=1)
+    return SendHistory(
+        last_pending_created_at=max(live, default=None),
+        sends_last_10_min=sum(1 for r in rows if r.created_at > ten_minutes_ago),
+        sends_last_day=sum(1 for r in rows if r.created_at > day_ago),
+        # Read without a lock: on PostgreSQL, sends of one account racing each other may pass
+        # the quota by as many as are in flight (as counting rows did).
+        account_sends_today=sends_today,
+    )
+
+
+def _verification_values(send: _Send) -> dict[str, Any]:
+    record = send.verification
+    return {
+        "id": record.id,
+        "account_id": record.account_id,
+        "transaction_id": record.transaction_id,
+        "channel": record.channel.value,
+        "country_code": record.country_code,
+        "mobile_number": record.mobile_number,
+        "destination": record.destination,
+        "code_hash": record.code_hash,
+        "code_length": send.code_length,
+        "status": record.status.value,
+        "attempts": 0,
+        "max_attempts": record.max_attempts,
+        "timeout_s": record.timeout_s,
+        "fallback": [c.value for c in record.fallback],
+        "is_test": record.is_test,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "ended_at": None,
+    }
+
+
+class _Send:
+    """One verification waiting for its batch, and the future its request awaits."""
+
+    __slots__ = ("code_length", "done", "limits", "now", "outbound", "verification")
+
+    def __init__(
+        self,
+        verification: VerificationRecord,
+        code_length: int,
+        outbound: Sequence[MessageRecord],
+        limits: SendLimits | None,
+        now: datetime,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.verification = verification
+        self.code_length = code_length
+        self.outbound = outbound
+        self.limits = limits
+        self.now = now
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def succeed(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+class _SendBatcher:
+    """Group commit for sends: while one batch is in the database the next one gathers.
+
+    A lone send goes at once (a batch of one); under load each transaction carries up to
+    `_BATCH_MAX` sends. A batch holds one send per number (a second one waits for the next
+    batch, so it sees the first one's row); a send whose request is gone before its batch
+    starts is dropped unwritten."""
+
+    def __init__(self, run: Callable[[list[_Send]], Awaitable[None]], *, max_size: int) -> None:
+        self._run = run
+        self._max_size = max_size
+        self._waiting: list[_Send] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, send: _Send) -> None:
+        self._waiting.append(send)
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="verification-batches")
+        await send.done
+
+    def _next(self) -> list[_Send]:
+        batch: list[_Send] = []
+        rest: list[_Send] = []
+        numbers: set[tuple[str, str]] = set()
+        for send in self._waiting:
+            if send.done.done():  # the request was cancelled while it waited
+                continue
+            number = (send.verification.account_id, send.verification.destination)
+            if len(batch) < self._max_size and number not in numbers:
+                batch.append(send)
+                numbers.add(number)
+            else:
+                rest.append(send)
+        self._waiting = rest
+        return batch
+
+    async def _drain(self) -> None:
+        batch: list[_Send] = []
+        try:
+            while batch := self._next():
+                for attempt in range(_DEADLOCK_RETRIES + 1):
+                    try:
+                        await self._run([x for x in batch if not x.done.done()])
+                    except DBAPIError as exc:
+                        # PostgreSQL broke a lock cycle with a worker's transaction by
+                        # aborting this one: nothing of it was kept, run it again.
+                        if _is_deadlock(exc) and attempt < _DEADLOCK_RETRIES:
+                            continue
+                        for send in batch:
+                            send.fail(exc)
+                    except Exception as exc:  # the batch's transaction failed: all of it did
+                        for send in batch:
+                            send.fail(exc)
+                    break
+        except BaseException as exc:  # cancelled (shutdown): nobody may wait forever
+            for send in [*batch, *self._waiting]:
+                send.fail(exc)
+            self._waiting.clear()
+            raise
+        finally:
+            self._task = None
 
 
 async def cancel_unsent_messages(
@@ -180,6 +323,11 @@ class SqlVerificationStore:
         self._listener = listener or VerificationListener()
         self._charges = charges or MessageCharges()
         self._bump_day = _bump_day(database.is_sqlite)
+        # With billing, one send per transaction as before: a batch would hold the wallet row
+        # (one send's refund) while it locks the next send's messages, and the worker locks
+        # messages before the wallet: a lock cycle. Sends of one account queue on the wallet
+        # row through each commit anyway.
+        self._batcher = _SendBatcher(self._start_batch, max_size=1 if charges else _BATCH_MAX)
 
     async def _cancel_unsent(
         self, connection: AsyncConnection, verification_id: int, now: datetime, reason: str
@@ -187,58 +335,6 @@ class SqlVerificationStore:
         cancelled = await cancel_unsent_messages(connection, verification_id, now, reason)
         if cancelled:
             await self._charges.on_cancelled(connection, now, message_ids=cancelled, reason=reason)
-
-    async def _lock_destination(
-        self, connection: AsyncConnection, account_id: str, destination: str
-    ) -> None:
-        # Serialise concurrent sends to one number so the limits hold (SQLite's single writer
-        # already does this).
-        if self._db.is_sqlite:
-            return
-        digest = hashlib.sha256(f"{account_id}|{destination}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-
-    async def _history(
-        self, connection: AsyncConnection, account_id: str, destination: str, now: datetime
-    ) -> tuple[SendHistory, int]:
-        """The number's sends in the last day and how many of them are still pending."""
-        row = (
-            await connection.execute(
-                _HISTORY,
-                {
-                    "account_id": account_id,
-                    "destination": destination,
-                    "now": now,
-                    "ten_min_ago": now - timedelta(minutes=10),
-                    "day_ago": now - timedelta(days=1),
-                    "day": now.strftime("%Y-%m-%d"),
-                },
-            )
-        ).one()
-        history = SendHistory(
-            last_pending_created_at=row.last_pending,
-            sends_last_10_min=int(row.in_10_min or 0),
-            sends_last_day=int(row.in_day or 0),
-            # Read without a lock: on PostgreSQL, sends of one account racing each other may
-            # pass the quota by as many as are in flight (as counting rows did).
-            account_sends_today=int(row.today or 0),
-        )
-        return history, int(row.pending or 0)
-
-    async def _count_send(
-        self, connection: AsyncConnection, verification: VerificationRecord, now: datetime
-    ) -> None:
-        """Add the send to the account's count for today. Last in the transaction: on
-        PostgreSQL the bumped row stays locked until the commit."""
-        await connection.execute(
-            self._bump_day,
-            {
-                "p_account": verification.account_id,
-                "p_day": now.strftime("%Y-%m-%d"),
-                "p_shard": verification.id % _DAY_SHARDS,
-            },
-        )
 
     async def start_verification(
         self,
@@ -249,61 +345,106 @@ class SqlVerificationStore:
         now: datetime,
     ) -> None:
         """Check the limits, end the number's pending verification, store the new one and its
-        messages: one transaction, so nothing is queued unless everything is."""
+        messages: one transaction, so nothing is queued unless everything is.
+
+        Sends that arrive while the writer is busy wait together and go in as one batch: one
+        transaction, one statement per kind of row (`_SendBatcher`)."""
+        await self._batcher.submit(
+            _Send(verification, code_length, outbound, limits, now, asyncio.get_running_loop())
+        )
+
+    async def _start_batch(self, batch: list[_Send]) -> None:
+        """One transaction for sends to distinct numbers. A send refused by its limits gets its
+        error at once and writes nothing; the others are answered after the commit."""
+        if not batch:
+            return
         async with self._db.write() as connection:
-            await self._lock_destination(
-                connection, verification.account_id, verification.destination
+            if not self._db.is_sqlite:  # serialise sends to one number so the limits hold
+                keys = sorted({_lock_key(x.verification) for x in batch})
+                await connection.execute(_LOCK_KEYS, {"keys": keys})
+            recent, today = await self._recent(connection, batch)
+            accepted: list[tuple[_Send, bool]] = []
+            for send in batch:
+                record = send.verification
+                rows = recent.get((record.account_id, record.destination), [])
+                if send.limits is not None:
+                    day_key = (record.account_id, _day(send.now))
+                    history = _history(rows, today.get(day_key, 0), send.now)
+                    try:
+                        check_send_limits(history, send.limits, send.now)
+                    except SwitchboardError as exc:
+                        send.fail(exc)
+                        continue
+                    today[day_key] = today.get(day_key, 0) + 1
+                # test numbers skip the history: end any pending one
+                pending = send.limits is None or any(r.status == _PENDING for r in rows)
+                accepted.append((send, pending))
+            await self._store(connection, accepted)
+            counted = Counter(
+                (send.verification.account_id, _day(send.now))
+                for send, _ in accepted
+                if send.limits is not None
             )
-            pending = 1  # unknown without the history: end any pending one
-            if limits is not None:
-                history, pending = await self._history(
-                    connection, verification.account_id, verification.destination, now
+            shard = batch[0].verification.id % _DAY_SHARDS
+            for (account_id, day), sends in sorted(counted.items()):
+                # Last in the transaction: on PostgreSQL the row stays locked until the commit.
+                await connection.execute(
+                    self._bump_day,
+                    {"p_account": account_id, "p_day": day, "p_shard": shard, "p_sends": sends},
                 )
-                check_send_limits(history, limits, now)
-            if pending:
-                previous = (
-                    (
-                        await connection.execute(
-                            _END_PENDING,
-                            {
-                                "p_account": verification.account_id,
-                                "p_destination": verification.destination,
-                                "p_now": now,
-                            },
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                for previous_id in previous:
-                    await self._cancel_unsent(connection, previous_id, now, "replaced by a resend")
-            await connection.execute(
-                _INSERT_VERIFICATION,
-                {
-                    "id": verification.id,
-                    "account_id": verification.account_id,
-                    "transaction_id": verification.transaction_id,
-                    "channel": verification.channel.value,
-                    "country_code": verification.country_code,
-                    "mobile_number": verification.mobile_number,
-                    "destination": verification.destination,
-                    "code_hash": verification.code_hash,
-                    "code_length": code_length,
-                    "status": verification.status.value,
-                    "attempts": 0,
-                    "max_attempts": verification.max_attempts,
-                    "timeout_s": verification.timeout_s,
-                    "fallback": [c.value for c in verification.fallback],
-                    "is_test": verification.is_test,
-                    "created_at": verification.created_at,
-                    "expires_at": verification.expires_at,
-                    "ended_at": None,
-                },
+        for send, _ in accepted:
+            send.succeed()
+
+    async def _recent(
+        self, connection: AsyncConnection, batch: list[_Send]
+    ) -> tuple[dict[tuple[str, str], list[Any]], dict[tuple[str, str], int]]:
+        """The numbers' verifications of the last day, and the accounts' sends per day."""
+        limited = [x for x in batch if x.limits is not None]
+        recent: dict[tuple[str, str], list[Any]] = {}
+        today: dict[tuple[str, str], int] = {}
+        if not limited:
+            return recent, today
+        since = min(x.now for x in limited) - timedelta(days=1)
+        by_account: dict[str, list[str]] = {}
+        for send in limited:
+            by_account.setdefault(send.verification.account_id, []).append(
+                send.verification.destination
             )
-            outbound = await self._charges.on_accept(connection, outbound)
-            await connection.execute(messages.insert(), [message_values(m) for m in outbound])
-            if limits is not None:
-                await self._count_send(connection, verification, now)
+        for account_id, destinations in by_account.items():
+            rows = await connection.execute(
+                _RECENT,
+                {"p_account": account_id, "p_destinations": destinations, "p_since": since},
+            )
+            for row in rows:
+                recent.setdefault((account_id, row.destination), []).append(row)
+        rows = await connection.execute(
+            _TODAY,
+            {"p_accounts": sorted(by_account), "p_days": sorted({_day(x.now) for x in limited})},
+        )
+        today = {(row.account_id, row.day): int(row.sends or 0) for row in rows}
+        return recent, today
+
+    async def _store(self, connection: AsyncConnection, sends: list[tuple[_Send, bool]]) -> None:
+        """End each number's pending verification, insert the new ones and their messages."""
+        for send, pending in sends:
+            if not pending:
+                continue
+            record = send.verification
+            previous = (
+                await connection.execute(
+                    _END_PENDING,
+                    {"p_account": record.account_id, "p_destination": record.destination,
+                     "p_now": send.now},
+                )
+            ).scalars().all()  # fmt: skip
+            for previous_id in previous:
+                await self._cancel_unsent(connection, previous_id, send.now, "replaced by a resend")
+        if not sends:
+            return
+        await connection.execute(_INSERT_VERIFICATION, [_verification_values(x) for x, _ in sends])
+        outbound = [m for send, _ in sends for m in send.outbound]
+        outbound = list(await self._charges.on_accept(connection, outbound))
+        await connection.execute(messages.insert(), [message_values(m) for m in outbound])
 
     async def get_verification(
         self, account_id: str, verification_id: int
