@@ -175,8 +175,8 @@ async def drain(count: int, database_url: str, settings: dict[str, object]) -> d
 
 def main() -> None:
     import argparse
-    import os
     import tempfile
+    from pathlib import Path
 
     import uvloop
 
@@ -189,7 +189,7 @@ def main() -> None:
     settings = {k: json.loads(v) for k, v in (item.split("=", 1) for item in options.set)}
     with tempfile.TemporaryDirectory() as directory:
         if options.db == "sqlite":
-            url = f"sqlite:///{os.path.join(directory, 'bench.db')}"
+            url = f"sqlite:///{Path(directory) / 'bench.db'}"
             result = uvloop.run(drain(options.count, url, settings))
         else:
             result = uvloop.run(_on_postgres(options.count, settings))
