@@ -391,6 +391,8 @@ class MessagingService:
             quoted.append(await self._quote(account, common, batch, offset))
             return
         now = self._clock.now()
+        # Ascending ids, numeric ones too (the same random values, sorted): each batch then
+        # walks the unique indexes in order instead of touching their pages at random.
         fixed: dict[str, Any] = {
             "transaction_id": campaign.transaction_id,
             "account_id": account.id,
@@ -414,7 +416,8 @@ class MessagingService:
                     segments=summary.segments, **fixed,
                 )
                 for message_id, numeric_id, (destination, country_code, summary) in zip(
-                    new_message_ids(len(batch), now), new_numeric_ids(len(batch)), batch, strict=True
+                    new_message_ids(len(batch), now), sorted(new_numeric_ids(len(batch))), batch,
+                    strict=True,
                 )
             ]
         )  # fmt: skip
