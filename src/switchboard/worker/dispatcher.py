@@ -10,6 +10,7 @@ import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from switchboard.channels.base import (
     ChannelDriver,
@@ -68,6 +69,7 @@ class Dispatcher:
         self._settings = settings
         self._test_numbers = test_numbers
         self._routing: dict[tuple[Channel, MessageType, str], tuple[str, ...]] = {}
+        self._submitted: dict[str, Any] = {}  # connector → its "submitted" counter
         # The longest route prefix: all of a destination's digits that routing looks at.
         self._prefix_len = max((len(p) for r in routes for p in r.prefixes), default=0)
         self._step_timeout_s = fallback_step_timeout_s
@@ -225,7 +227,10 @@ class Dispatcher:
                 if error.kind is SendErrorKind.TRANSIENT:
                     continue  # failover: the next connector may take it
                 return name, error
-            self._metrics.submits.labels(name, "submitted").inc()
+            submitted = self._submitted.get(name)
+            if submitted is None:
+                submitted = self._submitted[name] = self._metrics.submits.labels(name, "submitted")
+            submitted.inc()
             return name, result
         return None, last_error or SendError(
             SendErrorKind.TRANSIENT, "no connector can carry this channel"

@@ -246,9 +246,12 @@ class SmppDriver:
         await asyncio.gather(*(session.close() for session in self._sessions))
 
     def is_available(self) -> bool:
-        return not self._closing and any(
-            session.can_send and session.is_bound() for session in self._sessions
-        )
+        if self._closing:
+            return False
+        for session in self._sessions:  # noqa: SIM110 - once per message: no generator
+            if session.can_send and session.is_bound():
+                return True
+        return False
 
     async def wait_available(self, timeout_s: float) -> bool:
         """Wait (bounded) until a bind can send; for start-up checks and tests."""

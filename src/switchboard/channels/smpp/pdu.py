@@ -158,7 +158,10 @@ class Tlv:
 
 
 def find_tlv(tlvs: Iterable[Tlv], tag: int) -> Tlv | None:
-    return next((tlv for tlv in tlvs if tlv.tag == tag), None)
+    for tlv in tlvs:  # a loop, not next(genexpr): called several times per receipt
+        if tlv.tag == tag:
+            return tlv
+    return None
 
 
 @dataclass(frozen=True, slots=True)
