@@ -296,6 +296,34 @@ async def test_concurrent_sends_stop_exactly_at_the_daily_quota(
     assert (stored, queued) == (25, 25)
 
 
+async def test_checks_arriving_together_each_get_their_own_answer(
+    mc: MessageCentralClient, container: Container
+) -> None:
+    """Concurrent validations share transactions (group commit); each keeps its own outcome:
+    right codes verify once, wrong ones count an attempt, unknown ids are 505."""
+    sent = [await send_and_read_code(mc, number=f"98765{n:05d}") for n in range(6)]
+    calls = []
+    for verification_id, code in sent[:3]:
+        # the second one finds it verified
+        calls += [mc.validate(verification_id, code), mc.validate(verification_id, code)]
+    for verification_id, code in sent[3:]:
+        calls.append(mc.validate(verification_id, "0000" if code != "0000" else "1111"))
+    calls.append(mc.validate("123456789012345678", "1234"))
+    results = [r.json()["responseCode"] for r in await asyncio.gather(*calls)]
+    for pair in range(3):
+        assert sorted(results[2 * pair : 2 * pair + 2]) == [200, 703]
+    assert results[6:] == [702, 702, 702, 505]
+    async with container.database.read() as connection:
+        rows = (
+            await connection.execute(
+                sa.select(verifications.c.status, verifications.c.attempts).order_by(
+                    verifications.c.destination
+                )
+            )
+        ).all()
+    assert [(r.status, r.attempts) for r in rows] == [("VERIFIED", 1)] * 3 + [("PENDING", 1)] * 3
+
+
 async def test_country_allow_list_refuses_other_countries_with_511(
     mc: MessageCentralClient, container: Container, customer: str
 ) -> None:

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.limits import SendHistory, SendLimits, check_send_limits
 from switchboard.domain.messages import MessageRecord, MessageStatus
 from switchboard.domain.verification import CheckResult, VerificationRecord, VerificationStatus
 from switchboard.errors import SwitchboardError
+from switchboard.storage.sql.batches import Batches, Waiting
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.rows import message_record, message_values, verification_record
@@ -34,7 +33,7 @@ _UNSENT = (MessageStatus.HELD.value, MessageStatus.QUEUED.value)
 _CANCEL_UNSENT = (
     messages.update()
     .where(
-        messages.c.verification_id == sa.bindparam("p_verification"),
+        messages.c.verification_id.in_(sa.bindparam("p_verifications", expanding=True)),
         messages.c.status.in_(_UNSENT),
     )
     .values(
@@ -43,7 +42,10 @@ _CANCEL_UNSENT = (
         done_at=sa.bindparam("p_now"),
         updated_at=sa.bindparam("p_now"),
     )
-    .returning(messages.c.id, messages.c.account_id)
+    .returning(messages.c.id, messages.c.account_id, messages.c.verification_id)
+)
+_SELECT_MANY = sa.select(verifications).where(
+    verifications.c.id.in_(sa.bindparam("p_ids", expanding=True))
 )
 
 # The send path's statements, built once: building SQLAlchemy constructs per request cost more
@@ -86,7 +88,7 @@ _SELECT_OWN = _SELECT.where(_v.account_id == sa.bindparam("p_account"))
 # An attempt counts only while the code is live; the row after it, or none when another
 # request won the race.
 _LIVE = sa.and_(
-    _v.id == sa.bindparam("p_id"),
+    _v.id.in_(sa.bindparam("p_ids", expanding=True)),
     _v.status == _PENDING,
     _v.expires_at > sa.bindparam("p_now"),
     _v.attempts < _v.max_attempts,
@@ -116,11 +118,6 @@ _WRONG_CODE = (
 
 _DAY_SHARDS = 16
 _BATCH_MAX = 64
-_DEADLOCK_RETRIES = 3
-
-
-def _is_deadlock(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 def _bump_day(is_sqlite: bool) -> sa.Executable:
@@ -189,10 +186,10 @@ def _verification_values(send: _Send) -> dict[str, Any]:
     }
 
 
-class _Send:
-    """One verification waiting for its batch, and the future its request awaits."""
+class _Send(Waiting[None]):
+    """One verification to start."""
 
-    __slots__ = ("code_length", "done", "limits", "now", "outbound", "verification")
+    __slots__ = ("code_length", "limits", "now", "outbound", "verification")
 
     def __init__(
         self,
@@ -201,85 +198,32 @@ class _Send:
         outbound: Sequence[MessageRecord],
         limits: SendLimits | None,
         now: datetime,
-        loop: asyncio.AbstractEventLoop,
     ) -> None:
+        super().__init__()
         self.verification = verification
         self.code_length = code_length
         self.outbound = outbound
         self.limits = limits
         self.now = now
-        self.done: asyncio.Future[None] = loop.create_future()
-
-    def succeed(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
 
 
-class _SendBatcher:
-    """Group commit for sends: while one batch is in the database the next one gathers.
+class _Check(Waiting[tuple[CheckResult, VerificationRecord | None]]):
+    """One code to check."""
 
-    A lone send goes at once (a batch of one); under load each transaction carries up to
-    `_BATCH_MAX` sends. A batch holds one send per number (a second one waits for the next
-    batch, so it sees the first one's row); a send whose request is gone before its batch
-    starts is dropped unwritten."""
+    __slots__ = ("account_id", "matches", "now", "verification_id")
 
-    def __init__(self, run: Callable[[list[_Send]], Awaitable[None]], *, max_size: int) -> None:
-        self._run = run
-        self._max_size = max_size
-        self._waiting: list[_Send] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, send: _Send) -> None:
-        self._waiting.append(send)
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="verification-batches")
-        await send.done
-
-    def _next(self) -> list[_Send]:
-        batch: list[_Send] = []
-        rest: list[_Send] = []
-        numbers: set[tuple[str, str]] = set()
-        for send in self._waiting:
-            if send.done.done():  # the request was cancelled while it waited
-                continue
-            number = (send.verification.account_id, send.verification.destination)
-            if len(batch) < self._max_size and number not in numbers:
-                batch.append(send)
-                numbers.add(number)
-            else:
-                rest.append(send)
-        self._waiting = rest
-        return batch
-
-    async def _drain(self) -> None:
-        batch: list[_Send] = []
-        try:
-            while batch := self._next():
-                for attempt in range(_DEADLOCK_RETRIES + 1):
-                    try:
-                        await self._run([x for x in batch if not x.done.done()])
-                    except DBAPIError as exc:
-                        # PostgreSQL broke a lock cycle with a worker's transaction by
-                        # aborting this one: nothing of it was kept, run it again.
-                        if _is_deadlock(exc) and attempt < _DEADLOCK_RETRIES:
-                            continue
-                        for send in batch:
-                            send.fail(exc)
-                    except Exception as exc:  # the batch's transaction failed: all of it did
-                        for send in batch:
-                            send.fail(exc)
-                    break
-        except BaseException as exc:  # cancelled (shutdown): nobody may wait forever
-            for send in [*batch, *self._waiting]:
-                send.fail(exc)
-            self._waiting.clear()
-            raise
-        finally:
-            self._task = None
+    def __init__(
+        self,
+        account_id: str,
+        verification_id: int,
+        matches: Callable[[VerificationRecord], bool],
+        now: datetime,
+    ) -> None:
+        super().__init__()
+        self.account_id = account_id
+        self.verification_id = verification_id
+        self.matches = matches
+        self.now = now
 
 
 async def cancel_unsent_messages(
@@ -287,7 +231,9 @@ async def cancel_unsent_messages(
 ) -> list[str]:
     """An ended verification's messages that no carrier has yet are never sent; their ids."""
     cancelled = (
-        await connection.execute(_CANCEL_UNSENT, {"p_verification": verification_id, "p_now": now})
+        await connection.execute(
+            _CANCEL_UNSENT, {"p_verifications": [verification_id], "p_now": now}
+        )
     ).all()
     if cancelled:
         await connection.execute(
@@ -327,7 +273,18 @@ class SqlVerificationStore:
         # (one send's refund) while it locks the next send's messages, and the worker locks
         # messages before the wallet: a lock cycle. Sends of one account queue on the wallet
         # row through each commit anyway.
-        self._batcher = _SendBatcher(self._start_batch, max_size=1 if charges else _BATCH_MAX)
+        self._sends = Batches(
+            self._start_batch,
+            key=lambda x: (x.verification.account_id, x.verification.destination),
+            max_size=1 if charges else _BATCH_MAX,
+            name="verification-sends",
+        )
+        self._checks = Batches(
+            self._check_batch,
+            key=lambda x: x.verification_id,
+            max_size=1 if charges else _BATCH_MAX,  # a check's refunds lock the wallet too
+            name="verification-checks",
+        )
 
     async def _cancel_unsent(
         self, connection: AsyncConnection, verification_id: int, now: datetime, reason: str
@@ -349,9 +306,9 @@ class SqlVerificationStore:
 
         Sends that arrive while the writer is busy wait together and go in as one batch: one
         transaction, one statement per kind of row (`_SendBatcher`)."""
-        await self._batcher.submit(
-            _Send(verification, code_length, outbound, limits, now, asyncio.get_running_loop())
-        )
+        send = _Send(verification, code_length, outbound, limits, now)
+        await self._sends.submit(send)
+        send.done.result()
 
     async def _start_batch(self, batch: list[_Send]) -> None:
         """One transaction for sends to distinct numbers. A send refused by its limits gets its
@@ -393,7 +350,7 @@ class SqlVerificationStore:
                     {"p_account": account_id, "p_day": day, "p_shard": shard, "p_sends": sends},
                 )
         for send, _ in accepted:
-            send.succeed()
+            send.succeed(None)
 
     async def _recent(
         self, connection: AsyncConnection, batch: list[_Send]
@@ -467,61 +424,127 @@ class SqlVerificationStore:
         matches: Callable[[VerificationRecord], bool],
         now: datetime,
     ) -> tuple[CheckResult, VerificationRecord | None]:
-        """One attempt, counted before the compare; the first right code wins (single use)."""
-        v = verifications.c
+        """One attempt, counted before the compare; the first right code wins (single use).
+        Checks arriving together share a transaction (group commit)."""
+        check = _Check(account_id, verification_id, matches, now)
+        await self._checks.submit(check)
+        return check.done.result()
+
+    async def _check_batch(self, batch: list[_Check]) -> None:
+        """The batch's checks with one statement per step: read the verifications, count
+        the right and the wrong attempts, cancel the ended ones' unsent messages, record the
+        checks. Each attempt counts only while its code is live (single use)."""
+        now = max(check.now for check in batch)
+        outcomes: dict[int, tuple[CheckResult, VerificationRecord | None]] = {}
         async with self._db.write() as connection:
-            row = (
-                await connection.execute(
-                    _SELECT_OWN, {"p_id": verification_id, "p_account": account_id}
-                )
-            ).first()
-            if row is None:
-                return CheckResult.NOT_FOUND, None
-            record = verification_record(row)
-            result = _final_result(record, now)
-            if result is None:
-                is_match = matches(record)
-                attempt = _RIGHT_CODE if is_match else _WRONG_CODE
-                fresh = (
-                    await connection.execute(attempt, {"p_id": verification_id, "p_now": now})
-                ).first()
-                if fresh is None:  # lost a race: read what won
-                    fresh = (await connection.execute(_SELECT, {"p_id": verification_id})).one()
-                    record = verification_record(fresh)
-                    result = _final_result(record, now) or CheckResult.FAILED
+            found = await connection.execute(
+                _SELECT_MANY, {"p_ids": [c.verification_id for c in batch]}
+            )
+            records = {row.id: verification_record(row) for row in found}
+            right: list[int] = []
+            wrong: list[int] = []
+            for check in batch:
+                record = records.get(check.verification_id)
+                if record is None or record.account_id != check.account_id:
+                    outcomes[check.verification_id] = (CheckResult.NOT_FOUND, None)
+                    continue
+                result = _final_result(record, now)
+                if result is None:
+                    (right if check.matches(record) else wrong).append(record.id)
+                elif result is CheckResult.EXPIRED and record.status is VerificationStatus.PENDING:
+                    record = await self._expire(connection, record, now)
+                    outcomes[record.id] = (result, record)
                 else:
-                    record = verification_record(fresh)
-                    result = CheckResult.VERIFIED if is_match else CheckResult.WRONG_CODE
+                    outcomes[record.id] = (result, record)
+            ended: list[VerificationRecord] = []
+            for ids, statement, counted in (
+                (right, _RIGHT_CODE, CheckResult.VERIFIED),
+                (wrong, _WRONG_CODE, CheckResult.WRONG_CODE),
+            ):
+                if not ids:
+                    continue
+                rows = await connection.execute(statement, {"p_ids": ids, "p_now": now})
+                updated = {row.id: verification_record(row) for row in rows}
+                for verification_id in ids:
+                    record = updated.get(verification_id) or await self._reread(
+                        connection, verification_id
+                    )
+                    if verification_id in updated:
+                        outcomes[verification_id] = (counted, record)
+                        if record.status is not VerificationStatus.PENDING:
+                            await self._listener.on_verification_ended(connection, record, now)
+                    else:  # lost a race: what won decides
+                        outcomes[verification_id] = (
+                            _final_result(record, now) or CheckResult.FAILED,
+                            record,
+                        )
                     if record.status is not VerificationStatus.PENDING:
-                        await self._listener.on_verification_ended(connection, record, now)
-                if record.status is not VerificationStatus.PENDING:
-                    await self._cancel_unsent(
-                        connection,
-                        verification_id,
-                        now,
-                        f"verification {record.status.value.lower()}",
-                    )
-            elif result is CheckResult.EXPIRED and record.status is VerificationStatus.PENDING:
-                expired = await connection.execute(
-                    verifications.update()
-                    .where(v.id == verification_id, v.status == VerificationStatus.PENDING.value)
-                    .values(status=VerificationStatus.EXPIRED.value, ended_at=record.expires_at)
-                )
-                if expired.rowcount == 1:
-                    record = replace(
-                        record, status=VerificationStatus.EXPIRED, ended_at=record.expires_at
-                    )
-                    await self._listener.on_verification_ended(connection, record, now)
-                    # as housekeeping's expiry does: held fallback steps would wait forever
-                    await self._cancel_unsent(
-                        connection, verification_id, now, "verification expired"
-                    )
+                        ended.append(record)
+            await self._cancel_ended(connection, ended, now)
+            checks = [
+                {"verification_id": c.verification_id, "account_id": c.account_id,
+                 "result": outcomes[c.verification_id][0].value, "checked_at": c.now}
+                for c in batch
+                if outcomes[c.verification_id][0] is not CheckResult.NOT_FOUND
+            ]  # fmt: skip
+            if checks:
+                await connection.execute(_INSERT_CHECK, checks)
+        for check in batch:
+            check.succeed(outcomes[check.verification_id])
+
+    async def _reread(
+        self, connection: AsyncConnection, verification_id: int
+    ) -> VerificationRecord:
+        return verification_record(
+            (await connection.execute(_SELECT, {"p_id": verification_id})).one()
+        )
+
+    async def _expire(
+        self, connection: AsyncConnection, record: VerificationRecord, now: datetime
+    ) -> VerificationRecord:
+        """A pending code past its expiry, found by a check before housekeeping did."""
+        v = verifications.c
+        expired = await connection.execute(
+            verifications.update()
+            .where(v.id == record.id, v.status == VerificationStatus.PENDING.value)
+            .values(status=VerificationStatus.EXPIRED.value, ended_at=record.expires_at)
+        )
+        if expired.rowcount != 1:
+            return record
+        record = replace(record, status=VerificationStatus.EXPIRED, ended_at=record.expires_at)
+        await self._listener.on_verification_ended(connection, record, now)
+        # as housekeeping's expiry does: held fallback steps would wait forever
+        await self._cancel_unsent(connection, record.id, now, "verification expired")
+        return record
+
+    async def _cancel_ended(
+        self, connection: AsyncConnection, ended: list[VerificationRecord], now: datetime
+    ) -> None:
+        """Ended verifications' messages that no carrier has yet are never sent."""
+        if not ended:
+            return
+        reasons = {r.id: f"verification {r.status.value.lower()}" for r in ended}
+        cancelled = (
             await connection.execute(
-                _INSERT_CHECK,
-                {"verification_id": verification_id, "account_id": account_id,
-                 "result": result.value, "checked_at": now},
-            )  # fmt: skip
-        return result, record
+                _CANCEL_UNSENT, {"p_verifications": sorted(reasons), "p_now": now}
+            )
+        ).all()
+        if not cancelled:
+            return
+        await connection.execute(
+            message_events.insert(),
+            [
+                {"message_id": row.id, "account_id": row.account_id,
+                 "status": MessageStatus.CANCELLED.value,
+                 "detail": reasons[row.verification_id], "at": now}
+                for row in cancelled
+            ],
+        )  # fmt: skip
+        by_reason: dict[str, list[str]] = {}
+        for row in cancelled:
+            by_reason.setdefault(reasons[row.verification_id], []).append(row.id)
+        for reason, ids in by_reason.items():
+            await self._charges.on_cancelled(connection, now, message_ids=ids, reason=reason)
 
     async def cancel_verification(
         self, account_id: str, verification_id: int, now: datetime
