@@ -9,6 +9,8 @@ after (the worker died mid-send) makes bulk messages retry and OTPs UNKNOWN, nev
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -364,6 +366,12 @@ class SqlMessageQueue:
         self._listener = listener or StatusListener()
         self._settles_first: Callable[[], Awaitable[None]] | None = None
         self._sql = DriverSql(sqlite=database.is_sqlite)
+        self._bulk_lock = asyncio.Lock() if database.is_sqlite else None
+
+    def _bulk_turn(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """On SQLite, one bulk write transaction (settles, receipts, bulk claims) at a time in
+        the writer's queue: an OTP's accept or claim then waits behind one of them, not three."""
+        return self._bulk_lock if self._bulk_lock is not None else contextlib.nullcontext()
 
     def settles_first(self, flushed: Callable[[], Awaitable[None]]) -> None:
         """Before storing receipts, await `flushed` (the settles submitted so far are stored).
@@ -465,7 +473,8 @@ class SqlMessageQueue:
         until = now + timedelta(seconds=lease_s)
         otps: list[MessageRecord] = []
         bulk: list[MessageRecord] = []
-        async with self._db.write() as connection:
+        turn = self._bulk_turn() if bulk_limit > 0 else contextlib.nullcontext()
+        async with turn, self._db.write() as connection:
             if otp_limit > 0:
                 otps = [
                     _record(row)
@@ -615,7 +624,7 @@ class SqlMessageQueue:
         """
         if not items:
             return 0
-        async with self._db.write() as connection:
+        async with self._bulk_turn(), self._db.write() as connection:
             owned = {
                 message_id
                 for chunk in _chunks([item.message.id for item in items], 500)
@@ -775,7 +784,7 @@ class SqlMessageQueue:
     async def _record_receipts(
         self, receipts: Sequence[_Receipt], now: datetime
     ) -> list[float | None]:
-        async with self._db.write() as connection:
+        async with self._bulk_turn(), self._db.write() as connection:
             by_connector: dict[str, list[str]] = {}
             for receipt in receipts:
                 by_connector.setdefault(receipt.connector, []).append(receipt.provider_id)
