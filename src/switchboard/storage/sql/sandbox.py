@@ -7,35 +7,54 @@ from typing import Any
 import sqlalchemy as sa
 
 from switchboard.channels.sandbox import OutboxEntry
+from switchboard.storage.sql.batches import Batches, Waiting
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.tables import sandbox_outbox
 
 o = sandbox_outbox.c
 
 
+class _Record(Waiting[None]):
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: OutboxEntry) -> None:
+        super().__init__()
+        self.entry = entry
+
+
 class SqlOutbox:
     def __init__(self, database: Database, *, limit: int) -> None:
         self._db = database
         self._limit = limit
+        # Every message the sandbox "sends" is one row: entries arriving together share a
+        # transaction (a write transaction each was an eighth of the accept benchmark's CPU).
+        self._records: Batches[_Record] = Batches(
+            self._write, key=id, max_size=500, name="sandbox-outbox"
+        )
 
     async def record(self, entry: OutboxEntry) -> None:
+        item = _Record(entry)
+        await self._records.submit(item)
+        item.done.result()
+
+    async def _write(self, batch: list[_Record]) -> None:
         async with self._db.write() as connection:
-            inserted = await connection.execute(
-                sandbox_outbox.insert().values(
-                    account_id=entry.account_id,
-                    message_id=entry.message_id,
-                    channel=entry.channel.value,
-                    destination=entry.destination,
-                    sender=entry.sender,
-                    text=entry.text,
-                    sent_at=entry.sent_at,
-                )
-            )
-            newest = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
-            if newest is not None and newest % 100 == 0:
+            await connection.execute(
+                sandbox_outbox.insert(),
+                [
+                    {"account_id": x.entry.account_id, "message_id": x.entry.message_id,
+                     "channel": x.entry.channel.value, "destination": x.entry.destination,
+                     "sender": x.entry.sender, "text": x.entry.text, "sent_at": x.entry.sent_at}
+                    for x in batch
+                ],
+            )  # fmt: skip
+            newest = await connection.scalar(sa.select(sa.func.max(o.id)))
+            if newest is not None and newest // 100 != (newest - len(batch)) // 100:
                 await connection.execute(
                     sandbox_outbox.delete().where(o.id <= newest - self._limit)
                 )
+        for item in batch:
+            item.succeed(None)
 
     async def entries(
         self, account_id: str | None = None, *, after_id: int = 0, limit: int = 50
