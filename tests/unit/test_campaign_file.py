@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 
 import pytest
@@ -76,3 +77,21 @@ async def test_a_file_over_the_row_limit_is_refused_after_the_rows_before_it() -
     with pytest.raises(UploadTooLargeError, match="more than 25 recipient rows"):
         await _read(_workbook(rows), outcome, seen, max_rows=25)
     assert sum(len(batch) for batch in seen) <= 20  # rows of chunks parsed before the limit
+
+
+async def test_long_texts_arrive_whole_and_in_order() -> None:
+    rows: list[list[object]] = [
+        [91, 9816111111 + n, f"{n:04d}" + os.urandom(498).hex()] for n in range(300)
+    ]
+    reader = CampaignFileReader(
+        _workbook(rows),
+        template="##var1##",
+        rules=TextRules(sms=False, max_segments=1),
+        limits=UploadLimits(),
+        batch_size=100,
+    )
+    await reader.start()
+    texts = [row[2].text async for batch in reader.rows() for row in batch]
+    assert [text[:4] for text in texts] == [f"{n:04d}" for n in range(300)]
+    assert {len(text) for text in texts} == {1000}
+    assert (reader.outcome.total, reader.outcome.invalid) == (300, 0)

@@ -34,9 +34,11 @@ from switchboard.ingest.xlsx import (
 )
 
 MAX_REPORTED_ERRORS: Final = 1000
-# Rows per line: a line stays far below the reader's limit even for 10-segment UCS-2 texts.
+# A line carries up to 200 rows or 128k characters of text (at most 6 bytes each as JSON), far
+# below the reader's line limit, which also bounds what it buffers ahead (twice the limit).
 _ROWS_PER_LINE: Final = 200
-_LINE_LIMIT: Final = 8 * 1024 * 1024
+_CHARS_PER_LINE: Final = 128 * 1024
+_LINE_LIMIT: Final = 16 * 1024 * 1024
 _PIPE_BYTES: Final = 1024 * 1024
 _ADDRESS_SPACE_BYTES: Final = 1024 * 1024 * 1024
 # The child imports switchboard from where this process found it.
@@ -146,7 +148,7 @@ class CampaignFileReader:
         assert process.stdout is not None
         batch: list[FileRow] = []
         try:
-            while line := await process.stdout.readline():
+            while line := await _read_line(process.stdout):
                 message = json.loads(line)
                 rows = message.get("rows")
                 if rows is not None:
@@ -181,6 +183,15 @@ class CampaignFileReader:
             await asyncio.to_thread(Path(copy).unlink)
 
 
+async def _read_line(stream: asyncio.StreamReader) -> bytes:
+    try:
+        return await stream.readline()
+    except ValueError:  # one row alone outgrew the line limit: a text of millions of characters
+        raise UploadRejectedError(
+            "a row's message is too long to send (millions of characters)"
+        ) from None
+
+
 def _copy_upload(upload: IO[bytes]) -> str:
     """The upload as a file of its own, for the child to open (a spooled upload may be
     in memory, or an unnamed temporary file)."""
@@ -199,6 +210,7 @@ def _read(task: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
     rules = TextRules(**task["rules"])
     total = invalid = reported = 0
     lines: list[tuple[str, str, str, str | None, int]] = []
+    chars = 0
     with open_recipient_sheet(task["path"], UploadLimits(**task["limits"])) as sheet:
         for item in sheet:
             total += 1
@@ -219,9 +231,10 @@ def _read(task: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
             lines.append(
                 (phone.e164, calling_code, summary.text, summary.encoding, summary.segments)
             )
-            if len(lines) >= _ROWS_PER_LINE:
+            chars += len(summary.text)
+            if len(lines) >= _ROWS_PER_LINE or chars >= _CHARS_PER_LINE:
                 send({"rows": lines})
-                lines = []
+                lines, chars = [], 0
     if lines:
         send({"rows": lines})
     send({"done": [total, invalid]})
