@@ -13,6 +13,7 @@ from switchboard.errors import AuthenticationError
 from switchboard.storage.account_cache import CachedAccountStore
 
 _REFUSED = "authToken is missing, invalid or expired"
+_VERIFIED_MAX = 10_000
 
 
 class TokenService:
@@ -34,6 +35,7 @@ class TokenService:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._verified: dict[str, dict[str, object]] = {}
 
     def issue(self, account: Account, *, ttl_s: int | None = None) -> str:
         now = self._clock.now()
@@ -50,9 +52,27 @@ class TokenService:
         return jwt.encode(claims, self._key, algorithm="HS512")
 
     def decode(self, token: str | None) -> dict[str, object]:
-        """Signature, algorithm and standard claims; raises AuthenticationError on any fault."""
+        """Signature, algorithm and standard claims; raises AuthenticationError on any fault.
+
+        A token whose signature was verified before is not verified again (its claims are
+        kept, keyed by the whole token); its times are checked on every call."""
         if not token:
             raise AuthenticationError(_REFUSED)
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[token] = claims
+        now = self._clock.now().timestamp()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or not isinstance(exp, int):
+            raise AuthenticationError(_REFUSED)
+        if iat > now + self._leeway or exp <= now - self._leeway:
+            raise AuthenticationError(_REFUSED)
+        return claims
+
+    def _verify(self, token: str) -> dict[str, object]:
         try:
             claims: dict[str, object] = jwt.decode(
                 token.strip().removeprefix("Bearer ").strip(),
@@ -70,12 +90,6 @@ class TokenService:
             )
         except jwt.PyJWTError:
             raise AuthenticationError(_REFUSED) from None
-        now = self._clock.now().timestamp()
-        iat, exp = claims.get("iat"), claims.get("exp")
-        if not isinstance(iat, int) or not isinstance(exp, int):
-            raise AuthenticationError(_REFUSED)
-        if iat > now + self._leeway or exp <= now - self._leeway:
-            raise AuthenticationError(_REFUSED)
         return claims
 
     async def authenticate(self, token: str | None) -> Account:
