@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import MessageRecord, MessageStatus
+from switchboard.storage.sql.batches import Batches, Waiting
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.queue import SqlMessageQueue
@@ -34,6 +35,14 @@ def _campaign(row: sa.Row[Any]) -> CampaignRecord:
     )
 
 
+class _Accept(Waiting[None]):
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Sequence[MessageRecord]) -> None:
+        super().__init__()
+        self.messages = messages
+
+
 class SqlMessagingStore:
     def __init__(
         self,
@@ -45,11 +54,25 @@ class SqlMessagingStore:
         self._db = database
         self._queue = queue
         self._charges = charges or MessageCharges()
+        # Single sends arriving together share a transaction (group commit). With billing,
+        # one request per transaction: a wallet refusal must refuse that request only.
+        self._accepts: Batches[_Accept] = Batches(
+            self._accept_batch, key=id, max_size=1 if charges else 256, name="message-accepts"
+        )
 
     async def accept_messages(self, batch: Sequence[MessageRecord]) -> None:
+        """Queue `batch` (one request's messages): all of them or, on an error, none."""
+        item = _Accept(batch)
+        await self._accepts.submit(item)
+        item.done.result()
+
+    async def _accept_batch(self, items: list[_Accept]) -> None:
         async with self._db.write() as connection:
-            batch = await self._charges.on_accept(connection, batch)
+            batch = [message for item in items for message in item.messages]
+            batch = list(await self._charges.on_accept(connection, batch))
             await self._queue.enqueue(connection, batch)
+        for item in items:
+            item.succeed(None)
 
     async def create_campaign(self, campaign: CampaignRecord) -> None:
         async with self._db.write() as connection:
