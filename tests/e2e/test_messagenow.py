@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Sequence
 
@@ -70,6 +71,33 @@ async def test_spec_curl_sends_one_promotional_sms(mc: MessageCentralClient) -> 
     assert "SUBMITTED" in statuses
     assert statuses[-1] == "DELIVERED"
     assert message["data"]["messageType"] == "PROMOTIONAL"
+
+
+async def test_single_sends_arriving_together_are_each_queued_once(
+    mc: MessageCentralClient, container: Container
+) -> None:
+    """Single sends share transactions under load (group commit); each keeps its own id."""
+
+    async def send(n: int) -> dict[str, str]:
+        response = await mc.http.post(
+            SEND,
+            params={"type": "SMS", "flowType": "SMS", "countryCode": "91", "senderId": "UTOMOB",
+                    "mobileNumber": f"98765{n:05d}", "message": f"order {n} shipped",
+                    "messageType": "TRANSACTIONAL"},
+            headers=mc.headers(),
+        )  # fmt: skip
+        body = response.json()
+        assert body["responseCode"] == 200, body
+        data: dict[str, str] = body["data"]
+        return data
+
+    sent = await asyncio.gather(*(send(n) for n in range(30)))
+    assert len({data["messageId"] for data in sent}) == 30
+    async with container.database.read() as connection:
+        rows = (await connection.execute(sa.select(messages.c.id, messages.c.body))).all()
+    assert {row.id: row.body for row in rows} == {
+        data["messageId"]: f"order {n} shipped" for n, data in enumerate(sent)
+    }
 
 
 async def test_unicode_text_is_counted_as_ucs2_segments(mc: MessageCentralClient) -> None:
