@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from switchboard.api import envelope, messagenow
-from switchboard.api.dependencies import AccountDep, ContainerDep, ParamsDep
+from switchboard.api.dependencies import container_of, get_account, get_params
 from switchboard.errors import InvalidRequestError, SwitchboardError
 from switchboard.services.verification import SendRequest
 
 router = APIRouter(tags=["VerifyNow"])
 
+# The hot routes take the Request and resolve the token and the parameters themselves: FastAPI's
+# dependency machinery (a header parameter, three dependencies) cost ~0.2 ms per request.
+_AUTH_HEADER = {
+    "name": "authToken",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The token from /auth/v1/authentication/token",
+}
+
 _SEND_PARAMS: dict[str, Any] = {
-    "parameters": [
+    "parameters": [_AUTH_HEADER]
+    + [
         {
             "name": n,
             "in": "query",
@@ -43,7 +54,10 @@ _SEND_PARAMS: dict[str, Any] = {
     description="Parameters may come in the query string, as form fields or as a JSON body.",
     openapi_extra=_SEND_PARAMS,
 )
-async def send(container: ContainerDep, account: AccountDep, params: ParamsDep) -> Any:
+async def send(request: Request) -> Any:
+    container = container_of(request)
+    account = await get_account(request, request.headers.get("authtoken"))
+    params = await get_params(request)
     kind = (params.get("type") or "OTP").upper()
     if kind == "SMS":
         return await messagenow.send(container, account, params)
@@ -76,7 +90,10 @@ async def send(container: ContainerDep, account: AccountDep, params: ParamsDep) 
     )
 
 
-async def _validate(container: ContainerDep, account: AccountDep, params: ParamsDep) -> Any:
+async def _validate(request: Request) -> Any:
+    container = container_of(request)
+    account = await get_account(request, request.headers.get("authtoken"))
+    params = await get_params(request)
     verification_id = params.get("verificationId")
     try:
         record = await container.verification.check(
@@ -102,6 +119,7 @@ async def _validate(container: ContainerDep, account: AccountDep, params: Params
 
 _VALIDATE_PARAMS: dict[str, Any] = {
     "parameters": [
+        _AUTH_HEADER,
         {"name": "verificationId", "in": "query", "required": True, "schema": {"type": "string"}},
         {"name": "code", "in": "query", "required": True, "schema": {"type": "string"}},
         {"name": "langId", "in": "query", "required": False, "schema": {"type": "string"}},
