@@ -2,9 +2,10 @@
 
 Accepting a message and enqueuing it is one insert in the caller's transaction. Workers claim
 batches in lane order (OTP first) under a lease; PostgreSQL uses FOR UPDATE SKIP LOCKED so
-several workers share the table, SQLite serialises claims with BEGIN IMMEDIATE. A lease that
-expires before its message was handed to a driver puts it back in the queue; one that expires
-after (the worker died mid-send) makes bulk messages retry and OTPs UNKNOWN, never resent.
+several workers share the table, SQLite serialises claims with BEGIN IMMEDIATE. The dispatcher
+claims with `dispatched_at` set (claim_lanes): a lease that expires after that (the worker died)
+makes bulk messages retry and OTPs UNKNOWN, never resent; one without it (mark_dispatched not
+reached) puts the message back in the queue.
 """
 
 from __future__ import annotations
