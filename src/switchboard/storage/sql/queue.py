@@ -3,9 +3,9 @@
 Accepting a message and enqueuing it is one insert in the caller's transaction. Workers claim
 batches in lane order (OTP first) under a lease; PostgreSQL uses FOR UPDATE SKIP LOCKED so
 several workers share the table, SQLite serialises claims with BEGIN IMMEDIATE. The dispatcher
-claims with `dispatched_at` set (claim_lanes): a lease that expires after that (the worker died)
-makes bulk messages retry and OTPs UNKNOWN, never resent; one without it (mark_dispatched not
-reached) puts the message back in the queue.
+claims with `dispatched_at` set (claim_lanes): a lease that runs out (the worker died) makes bulk
+messages retry and OTPs UNKNOWN, never resent; a leased message without it goes back to the
+queue.
 """
 
 from __future__ import annotations
@@ -418,48 +418,6 @@ class SqlMessageQueue:
 
     # -- claim ----------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        owner: str,
-        now: datetime,
-        limit: int,
-        lease_s: float,
-        *,
-        lanes: Sequence[Lane] = tuple(Lane),
-    ) -> list[MessageRecord]:
-        """Lease up to `limit` due messages of `lanes`, lane order first, oldest first within."""
-        due = (
-            sa.select(m.id)
-            .where(
-                m.status == MessageStatus.QUEUED.value,
-                m.lane.in_([int(lane) for lane in lanes]),
-                m.not_before <= now,
-            )
-            .order_by(m.lane, m.not_before)
-            .limit(limit)
-        )
-        if not self._db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
-        async with self._db.write() as connection:
-            rows = (
-                await connection.execute(
-                    messages.update()
-                    .where(m.id.in_(due.scalar_subquery()))
-                    .values(
-                        status=MessageStatus.SENDING.value,
-                        lease_owner=owner,
-                        lease_until=now + timedelta(seconds=lease_s),
-                        attempts=m.attempts + 1,
-                        dispatched_at=None,
-                        updated_at=now,
-                    )
-                    .returning(*messages.c)
-                )
-            ).all()
-        claimed = [message_record(row) for row in rows]
-        claimed.sort(key=lambda x: (x.lane, x.not_before or x.created_at))
-        return claimed
-
     async def claim_lanes(
         self, owner: str, now: datetime, lease_s: float, *, otp_limit: int, bulk_limit: int
     ) -> tuple[list[MessageRecord], list[MessageRecord]]:
@@ -506,17 +464,6 @@ class SqlMessageQueue:
                 await connection.execute(
                     _RELEASE, {"b_ids": list(chunk), "b_owner": owner, "b_now": now}
                 )
-
-    async def mark_dispatched(self, owner: str, ids: Sequence[str], now: datetime) -> None:
-        """Record that these messages are about to reach a driver (from here on: maybe sent)."""
-        if not ids:
-            return
-        async with self._db.write() as connection:
-            await connection.execute(
-                messages.update()
-                .where(m.id.in_(ids), m.lease_owner == owner)
-                .values(dispatched_at=now)
-            )
 
     async def renew_leases(self, owner: str, now: datetime, lease_s: float) -> int:
         """Extend every lease this worker holds: a live worker never loses its messages."""
