@@ -3,9 +3,10 @@
 No transaction is open while a POST is in flight: a claim commits a lease, the sender posts,
 and the outcomes are settled together in a later transaction guarded by the lease owner (group
 commit: one statement for every attempt that finished meanwhile). Each endpoint has at most
-`max_concurrency_per_endpoint` POSTs in flight in this worker and at most one claimed batch
-waiting for a slot; an endpoint with deliveries waiting is not claimed for, so the rest of its
-backlog stays in the table instead of holding slots, and a slow customer delays only itself.
+`max_concurrency_per_endpoint` POSTs in flight in this worker and at most one and a half
+claimed batches waiting for a slot; an endpoint with more than half a batch waiting is not
+claimed for, so the rest of its backlog stays in the table instead of holding slots, and a slow
+customer delays only itself.
 A lost worker's leases expire and its deliveries are claimed again (at least once).
 """
 
@@ -66,6 +67,8 @@ class WebhookDispatcher:
         self._jitter = jitter or random.SystemRandom()
         self._lease_s = settings.total_timeout_s + _LEASE_MARGIN_S
         self._limit = settings.max_concurrency_per_endpoint
+        self._low_water = settings.batch_size // 2  # rows in hand below which to claim more
+        self._short_of_slots = False
         self.owner = f"{socket.gethostname()}:webhooks:{secrets.token_hex(4)}"
         self._busy: Counter[str] = Counter()  # POSTs in flight per account (endpoint)
         # Claimed deliveries waiting for a slot of their endpoint, with their claim time.
@@ -132,8 +135,9 @@ class WebhookDispatcher:
     async def claim(self) -> int:
         """Claim due deliveries and start sending them; returns how many were claimed.
 
-        Endpoints with deliveries still waiting for a slot are skipped, so each claimed row
-        fits: at most `batch_size` wait per endpoint, and a claim is one batch of them.
+        Endpoints with more than half a batch in hand are skipped; the others are claimed for
+        before their rows in hand run out, so a claim waiting for its write turn (SQLite's one
+        writer, behind the API's transactions) does not leave their slots idle.
         """
         await self._release_given_back()
         # Only POSTs take slots: rows waiting in hand never stop another endpoint's claim.
@@ -145,15 +149,13 @@ class WebhookDispatcher:
             return 0
         now = self._clock.now()
         limit = min(free, self._settings.batch_size)
-        self._skipped = set(self._waiting)
+        self._skipped = {a for a, w in self._waiting.items() if len(w) > self._low_water}
         try:
             batch = await self._store.claim_due(
                 self.owner, now, limit, self._lease_s, skip_accounts=sorted(self._skipped)
             )
         finally:
             self._skipped = None
-        if len(batch) == limit < self._settings.batch_size:
-            self._wake.set()  # cut short by free slots: more may be due once some free up
         for delivery in batch:
             if delivery.id in self._held:
                 continue
@@ -164,6 +166,12 @@ class WebhookDispatcher:
             else:
                 self._waiting.setdefault(account, deque()).append((delivery, now))
                 self._waiting_count += 1
+        # Cut short by the slots in flight: claim again as soon as any POST finishes.
+        self._short_of_slots = len(batch) == limit < self._settings.batch_size
+        if len(batch) == limit and any(
+            len(self._waiting.get(d.account_id, ())) <= self._low_water for d in batch
+        ):
+            self._wake.set()  # a full batch: more may be due for endpoints with room in hand
         return len(batch)
 
     async def _release_given_back(self) -> None:
@@ -204,10 +212,15 @@ class WebhookDispatcher:
             self._busy[account] -= 1
             if self._busy[account] <= 0:
                 del self._busy[account]
+            before = len(self._waiting.get(account, ()))
             self._next_for(account)
-            # Nothing left in hand: claim more for it, unless a claim that includes it is
-            # running (a second claim would only scan the backlog it skips).
-            if account not in self._waiting and (self._skipped is None or account in self._skipped):
+            # Its rows in hand fell to half a batch: claim more for it now, unless a claim that
+            # includes it is running (another would only scan the backlogs it skips).
+            after = len(self._waiting.get(account, ()))
+            if self._short_of_slots or (
+                before > self._low_water >= after
+                and (self._skipped is None or account in self._skipped)
+            ):
                 self._wake.set()
 
     async def deliver(self, delivery: DueDelivery) -> bool:
