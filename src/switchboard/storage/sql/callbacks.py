@@ -351,13 +351,30 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
             await connection.execute(_INSERT_DELIVERY, values)
             after_commit(connection, self._wake)
 
+    async def on_verifications_ended(
+        self, connection: AsyncConnection, records: Sequence[VerificationRecord], now: datetime
+    ) -> None:
+        # a batch of checks: each account's endpoint read once (it was a round trip per code)
+        endpoints: dict[str, CallbackEndpoint | None] = {}
+        for record in records:
+            await self.on_verification_ended(connection, record, now, endpoints)
+
     async def on_verification_ended(
-        self, connection: AsyncConnection, record: VerificationRecord, now: datetime
+        self,
+        connection: AsyncConnection,
+        record: VerificationRecord,
+        now: datetime,
+        endpoints: dict[str, CallbackEndpoint | None] | None = None,
     ) -> None:
         event_type = _VERIFICATION_EVENT_TYPES.get(record.status)
         if event_type is None:
             return
-        endpoint = await load_endpoint(connection, record.account_id)
+        if endpoints is not None and record.account_id in endpoints:
+            endpoint = endpoints[record.account_id]
+        else:
+            endpoint = await load_endpoint(connection, record.account_id)
+            if endpoints is not None:
+                endpoints[record.account_id] = endpoint
         if endpoint is None or not endpoint.active or VERIFICATION_EVENTS not in endpoint.events:
             return
         await self._add_verification_event(

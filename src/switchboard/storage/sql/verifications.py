@@ -256,6 +256,13 @@ class VerificationListener:
     ) -> None:
         return None
 
+    async def on_verifications_ended(
+        self, connection: AsyncConnection, records: Sequence[VerificationRecord], now: datetime
+    ) -> None:
+        """Several at once (a batch of checks); override to share the lookups."""
+        for record in records:
+            await self.on_verification_ended(connection, record, now)
+
 
 class SqlVerificationStore:
     def __init__(
@@ -457,6 +464,7 @@ class SqlVerificationStore:
                 else:
                     outcomes[record.id] = (result, record)
             ended: list[VerificationRecord] = []
+            newly_ended: list[VerificationRecord] = []  # by this batch's attempts
             for ids, statement, counted in (
                 (right, _RIGHT_CODE, CheckResult.VERIFIED),
                 (wrong, _WRONG_CODE, CheckResult.WRONG_CODE),
@@ -472,7 +480,7 @@ class SqlVerificationStore:
                     if verification_id in updated:
                         outcomes[verification_id] = (counted, record)
                         if record.status is not VerificationStatus.PENDING:
-                            await self._listener.on_verification_ended(connection, record, now)
+                            newly_ended.append(record)
                     else:  # lost a race: what won decides
                         outcomes[verification_id] = (
                             _final_result(record, now) or CheckResult.FAILED,
@@ -480,6 +488,8 @@ class SqlVerificationStore:
                         )
                     if record.status is not VerificationStatus.PENDING:
                         ended.append(record)
+            if newly_ended:
+                await self._listener.on_verifications_ended(connection, newly_ended, now)
             await self._cancel_ended(connection, ended, now)
             checks = [
                 {"verification_id": c.verification_id, "account_id": c.account_id,
