@@ -73,6 +73,8 @@ async def read_params(
         await _read_form(request, params, max_body_bytes, max_upload_bytes or max_body_bytes)
         return params
     declared = request.headers.get("content-length", "")
+    if declared in ("", "0") and "transfer-encoding" not in request.headers:
+        return params  # no body (the usual POST with a query string): nothing to read
     if declared.isdigit() and int(declared) > max_body_bytes:
         raise InvalidRequestError(f"the request body is larger than {max_body_bytes} bytes")
     body = await request.body()
