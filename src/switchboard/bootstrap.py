@@ -53,6 +53,7 @@ from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
 from switchboard.worker.batching import GroupCommit
 from switchboard.worker.dispatcher import Dispatcher
+from switchboard.worker.wake import WakeListener, WakeSender
 from switchboard.worker.webhooks import WebhookDispatcher
 
 log = get_logger("switchboard.bootstrap")
@@ -214,6 +215,21 @@ def build_billing(
     return charges, service
 
 
+class Wake:
+    """Wakes a local loop (the dispatcher, the callback dispatcher) and, when the workers run in
+    another process on this host, that process too (worker/wake.py)."""
+
+    def __init__(self, local: Callable[[], None], remote: WakeSender | None) -> None:
+        self._local = local
+        self._remote = remote
+        self.workers_here = False
+
+    def __call__(self) -> None:
+        self._local()
+        if self._remote is not None and not self.workers_here:
+            self._remote()
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -233,8 +249,10 @@ class Container:
     callbacks: CallbackService
     webhooks: WebhookDispatcher
     billing: BillingService
+    wakes: tuple[Wake, ...] = ()
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
+    _wake_listener: WakeListener | None = None
 
     async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
         if self._started:
@@ -251,6 +269,12 @@ class Container:
             await self.start_workers()
 
     async def start_workers(self) -> None:
+        for wake in self.wakes:
+            wake.workers_here = True
+        path = self.settings.worker.wake_socket
+        if path:
+            self._wake_listener = WakeListener(path, self._wake_all)
+            self._wake_listener.start()
         for driver in self.drivers.values():
             await driver.start(self.sink)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
@@ -266,7 +290,14 @@ class Container:
                 log.exception("housekeeping failed")
             await asyncio.sleep(5)
 
+    def _wake_all(self) -> None:
+        self.dispatcher.wake()
+        self.webhooks.wake()
+
     async def stop(self) -> None:
+        if self._wake_listener is not None:
+            self._wake_listener.close()
+            self._wake_listener = None
         grace = self.settings.server.shutdown_grace_s
         await self.dispatcher.stop(grace)
         await self.webhooks.stop(grace)
@@ -305,9 +336,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         clock,
         settings.webhooks,
     )
-    callback_events = SqlCallbackEvents(wake=webhooks.wake)
+    remote = WakeSender(settings.worker.wake_socket) if settings.worker.wake_socket else None
+    wake_webhooks = Wake(webhooks.wake, remote)
+    callback_events = SqlCallbackEvents(wake=wake_webhooks)
     charges, billing = build_billing(
-        settings, database, account_store, clock, wake_webhooks=webhooks.wake
+        settings, database, account_store, clock, wake_webhooks=wake_webhooks
     )
     listeners: StatusListener = (
         callback_events if charges is None else StatusListeners(charges, callback_events)
@@ -336,6 +369,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         fallback_step_timeout_s=settings.otp.fallback_step_timeout_s,
         metrics=metrics,
     )
+    wake_dispatcher = Wake(dispatcher.wake, remote)
     lockout = settings.lockout
     accounts = AccountService(
         account_store,
@@ -363,13 +397,13 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         pepper=keys.otp_pepper,
         otp=settings.otp,
         test_numbers=settings.sandbox.test_numbers,
-        on_queued=dispatcher.wake,
+        on_queued=wake_dispatcher,
     )
     messaging = MessagingService(
         SqlMessagingStore(database, queue, charges=charges),
         clock,
         settings.messaging,
-        on_queued=dispatcher.wake,
+        on_queued=wake_dispatcher,
         pricing=billing,
     )
     return Container(
@@ -392,8 +426,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             clock,
             check_url=address_policy.check,
             rotation_overlap=overlap,
-            on_queued=webhooks.wake,
+            on_queued=wake_webhooks,
         ),
         webhooks=webhooks,
         billing=billing,
+        wakes=(wake_dispatcher, wake_webhooks),
     )

@@ -131,6 +131,9 @@ class WorkerSettings(_Section):
     bulk_in_flight: int = Field(default=128, ge=1, le=10_000)
     lease_s: float = Field(default=60.0, gt=0)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    # A Unix datagram socket through which API processes on this host wake the worker process
+    # (set by `serve --processes N`; see worker/wake.py). None: poll only.
+    wake_socket: str | None = None
     max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=5.0, gt=0)
     retry_max_s: float = Field(default=3600.0, gt=0)

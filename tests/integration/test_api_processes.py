@@ -1,4 +1,5 @@
-"""`serve --processes N`: copies share the port, a dead copy comes back, SIGTERM stops them all."""
+"""`serve --processes N`: API copies share the port, the workers run in a process of their own
+and are woken at once, a dead child comes back, SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -67,6 +68,24 @@ async def send_otps(base_url: str, token: str, count: int, offset: int) -> set[s
     return ids
 
 
+async def sent_by_the_worker(base_url: str, token: str, destinations: set[str]) -> None:
+    """Every OTP reaches the sandbox carrier well before the worker's 30 s poll."""
+    deadline = time.monotonic() + 10
+    seen: set[str] = set()
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        while time.monotonic() < deadline:
+            body = (
+                await http.get(
+                    "/api/v1/sandbox/outbox", params={"limit": 500}, headers={"authToken": token}
+                )
+            ).json()
+            seen = {entry["destination"] for entry in body["data"]["messages"]}
+            if destinations <= seen:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"not sent within 10 s: {sorted(destinations - seen)[:5]}")
+
+
 async def test_copies_serve_one_port_come_back_when_killed_and_stop_with_the_first(
     tmp_path: Path,
 ) -> None:
@@ -76,6 +95,8 @@ async def test_copies_serve_one_port_come_back_when_killed_and_stop_with_the_fir
         f'database_url = "sqlite:///{tmp_path / "sb.db"}"\n'
         f'token_signing_key = "{TEST_KEY}"\notp_pepper = "{TEST_PEPPER}"\n'
         f"[server]\nport = {port}\nprocesses = 3\nshutdown_grace_s = 5\naccess_log = false\n"
+        # polling alone would take 30 s: the OTPs below arrive only if the wake-ups work
+        "[worker]\npoll_interval_s = 30\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     subprocess.run(switchboard(config, "customers", "create", "--email", "a@example.com",
@@ -88,7 +109,7 @@ async def test_copies_serve_one_port_come_back_when_killed_and_stop_with_the_fir
     try:
         base_url = f"http://127.0.0.1:{port}"
         await ready(base_url)
-        copies = await eventually_children(server.pid, 2, set())
+        copies = await eventually_children(server.pid, 3, set())  # 2 API + 1 worker
         key = base64.b64encode(PASSWORD.encode()).decode()
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
             token = (
@@ -98,13 +119,15 @@ async def test_copies_serve_one_port_come_back_when_killed_and_stop_with_the_fir
                 )
             ).json()["token"]
         assert len(await send_otps(base_url, token, 30, 0)) == 30
+        await sent_by_the_worker(base_url, token, {f"+9198{n:08d}" for n in range(30)})
 
         victim = min(copies)
         os.kill(victim, signal.SIGKILL)
-        replaced = await eventually_children(server.pid, 2, {victim})
+        replaced = await eventually_children(server.pid, 3, {victim})
         assert replaced - copies, "a new process took the killed one's place"
         await ready(base_url)
         assert len(await send_otps(base_url, token, 30, 100)) == 30
+        await sent_by_the_worker(base_url, token, {f"+9198{n:08d}" for n in range(100, 130)})
 
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -78,17 +81,19 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="API processes sharing the port (one per core); the first also runs workers.",
+            help="API processes sharing the port (one per core); from 2, the delivery workers "
+            "run in a process of their own.",
         ),
     ] = None,
     reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
 ) -> None:
-    """Run the HTTP API and, unless --no-worker, the delivery workers in one process."""
+    """Run the HTTP API and, unless --no-worker, the delivery workers (in this process, or with
+    --processes 2 or more in a process of their own)."""
     import uvicorn
 
     from switchboard.api.app import create_app
     from switchboard.bootstrap import build_container
-    from switchboard.cli.processes import ApiProcesses, child_argv, listen_socket
+    from switchboard.cli.processes import ApiProcesses, child_argv, listen_socket, worker_argv
 
     settings = _settings(config)
     server = settings.server.model_copy(
@@ -97,19 +102,31 @@ def serve(
             for k, v in {
                 "host": host,
                 "port": port,
-                "run_workers": not no_worker,
+                "run_workers": False if no_worker else None,
                 "processes": processes,
             }.items()
             if v is not None
         }
     )
+    copies = server.processes - 1
+    worker_process = copies > 0 and server.run_workers
+    wake_dir: Path | None = None
+    if worker_process and not settings.worker.wake_socket:
+        # The API processes wake the worker process through a socket of their own.
+        wake_dir = Path(tempfile.mkdtemp(prefix="switchboard-"))
+        os.environ["SWITCHBOARD_WORKER__WAKE_SOCKET"] = str(wake_dir / "wake.sock")
+        worker_settings = settings.worker.model_copy(
+            update={"wake_socket": str(wake_dir / "wake.sock")}
+        )
+        settings = settings.model_copy(update={"worker": worker_settings})
+    if worker_process:  # the workers get a process of their own: the API's loop stays free
+        server = server.model_copy(update={"run_workers": False})
     settings = settings.model_copy(update={"server": server})
     try:
         container = build_container(settings)
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    copies = server.processes - 1
     if copies and server.port == 0:
         typer.echo("error: --processes needs a fixed --port", err=True)
         raise typer.Exit(2)
@@ -128,17 +145,21 @@ def serve(
         )
     others = None
     if copies:
-        if container.database.is_sqlite:  # the copies find the schema current
+        if container.database.is_sqlite:  # the other processes find the schema current
             from switchboard.storage.sql import migrate
 
             migrate.upgrade(settings.database_url)
-        others = ApiProcesses(
-            child_argv(str(config) if config else None, server.host, server.port),
-            copies,
-            grace_s=server.shutdown_grace_s,
-        )
+        config_path = str(config) if config else None
+        argvs = [child_argv(config_path, server.host, server.port)] * copies
+        if worker_process:
+            argvs.append(worker_argv(config_path))
+        others = ApiProcesses(argvs, grace_s=server.shutdown_grace_s)
         others.start()
-        typer.echo(f"{copies} more API process(es): pids {', '.join(map(str, others.pids))}")
+        typer.echo(
+            f"{copies} more API process(es)"
+            + (" and a worker process" if worker_process else "")
+            + f": pids {', '.join(map(str, others.pids))}"
+        )
     uvicorn_config = uvicorn.Config(
         create_app(container),
         access_log=False,
@@ -150,6 +171,8 @@ def serve(
     finally:
         if others is not None:
             others.stop()
+        if wake_dir is not None:
+            shutil.rmtree(wake_dir, ignore_errors=True)
 
 
 def _describe(settings: Settings) -> str:

@@ -1,10 +1,12 @@
 """Several API processes on one port: SO_REUSEPORT sockets, a supervisor in the first process.
 
-One Python process serves on one core. `switchboard serve --processes N` runs the first
-process as usual (API and, unless --no-worker, the delivery workers) and N-1 API-only copies
-of it; each binds the same address with SO_REUSEPORT and the kernel spreads connections over
-them. The first process restarts a copy that dies and stops them all when it stops; each copy
-also gets SIGTERM from the kernel if the first process dies (PR_SET_PDEATHSIG).
+One Python process serves on one core. `switchboard serve --processes N` runs N API processes
+— the first and N-1 copies (`serve --no-worker`) — each binding the same address with
+SO_REUSEPORT, so the kernel spreads connections over them; unless --no-worker, the delivery
+workers run in one more process (`switchboard worker`), so a draining campaign never slows the
+API's event loop, woken by the API processes through a Unix socket (worker/wake.py). The first
+process restarts a child that dies and stops them all when it stops; each child also gets
+SIGTERM from the kernel if the first process dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -61,11 +63,11 @@ def _die_with_parent() -> None:
 
 
 class ApiProcesses:
-    """Runs `count` copies of `argv` (API-only `switchboard serve`) and keeps them running."""
+    """Runs one process per argv (API-only `switchboard serve`, `switchboard worker`) and keeps
+    them running."""
 
-    def __init__(self, argv: Sequence[str], count: int, *, grace_s: float) -> None:
-        self._argv = list(argv)
-        self._count = count
+    def __init__(self, argvs: Sequence[Sequence[str]], *, grace_s: float) -> None:
+        self._argvs = [list(argv) for argv in argvs]
         self._grace_s = grace_s
         self._children: list[subprocess.Popen[bytes]] = []
         self._stopping = threading.Event()
@@ -77,12 +79,12 @@ class ApiProcesses:
         with self._lock:
             return [child.pid for child in self._children]
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self._argv, preexec_fn=_die_with_parent)  # noqa: S603
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._argvs[index], preexec_fn=_die_with_parent)  # noqa: S603
 
     def start(self) -> None:
         with self._lock:
-            self._children = [self._spawn() for _ in range(self._count)]
+            self._children = [self._spawn(index) for index in range(len(self._argvs))]
         # A restarted copy must be a child of a thread that lives as long as the process
         # (PR_SET_PDEATHSIG follows the thread that forked): this one does.
         self._monitor = threading.Thread(target=self._watch, name="api-processes", daemon=True)
@@ -97,10 +99,10 @@ class ApiProcesses:
                     if code is None or self._stopping.is_set():
                         continue
                     delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
-                    log.error("API process exited; restarting", pid=child.pid, code=code)
+                    log.error("process exited; restarting", pid=child.pid, code=code)
                     failures += 1
                     time.sleep(delay)
-                    self._children[index] = self._spawn()
+                    self._children[index] = self._spawn(index)
 
     def stop(self) -> None:
         """SIGTERM every copy (each drains its requests), then SIGKILL what outlives the grace."""
@@ -127,6 +129,13 @@ def child_argv(
     # --processes 1: a copy reads the same configuration, whose server.processes may be N.
     argv = [python, "-m", "switchboard", "serve", "--no-worker", "--reuse-port", "--processes", "1"]
     argv += ["--host", host, "--port", str(port)]
+    if config:
+        argv += ["--config", config]
+    return argv
+
+
+def worker_argv(config: str | None, *, python: str = sys.executable) -> list[str]:
+    argv = [python, "-m", "switchboard", "worker"]
     if config:
         argv += ["--config", config]
     return argv
