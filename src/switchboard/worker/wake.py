@@ -16,10 +16,6 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from switchboard.observability import get_logger
-
-log = get_logger("switchboard.wake")
-
 
 class WakeSender:
     """Sends wake-ups to the worker process's socket (non-blocking, errors ignored)."""
@@ -54,7 +50,6 @@ class WakeListener:
         Path(self._path).chmod(0o600)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self._socket = sock
-        log.info("listening for wake-ups", socket=self._path)
 
     def _readable(self) -> None:
         assert self._socket is not None
