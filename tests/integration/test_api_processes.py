@@ -4,17 +4,20 @@ and are woken at once, a dead child comes back, SIGTERM stops them all."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.conftest import TEST_KEY, TEST_PEPPER
-from tests.integration.test_graceful_shutdown import free_port, ready, switchboard
+from tests.integration.test_graceful_shutdown import (
+    free_port,
+    ready,
+    serve_with_customer,
+    token_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,26 +101,13 @@ async def test_copies_serve_one_port_come_back_when_killed_and_stop_with_the_fir
         # polling alone would take 30 s: the OTPs below arrive only if the wake-ups work
         "[worker]\npoll_interval_s = 30\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    subprocess.run(switchboard(config, "customers", "create", "--email", "a@example.com",
-                               "--password", PASSWORD, "--customer-id", "C-1"),
-                   env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
-    server = subprocess.Popen(
-        switchboard(config, "serve"), env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    server = serve_with_customer(config, PASSWORD)
     try:
         base_url = f"http://127.0.0.1:{port}"
         await ready(base_url)
         copies = await eventually_children(server.pid, 3, set())  # 2 API + 1 worker
-        key = base64.b64encode(PASSWORD.encode()).decode()
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-            token = (
-                await http.get(
-                    "/auth/v1/authentication/token",
-                    params={"customerId": "C-1", "key": key, "scope": "NEW", "country": "91"},
-                )
-            ).json()["token"]
+            token = await token_for(http, PASSWORD)
         assert len(await send_otps(base_url, token, 30, 0)) == 30
         await sent_by_the_worker(base_url, token, {f"+9198{n:08d}" for n in range(30)})
 

@@ -47,6 +47,27 @@ def switchboard(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "switchboard", *args, "--config", str(config)]
 
 
+def serve_with_customer(config: Path, password: str) -> subprocess.Popen[bytes]:
+    """Customer C-1 made with the CLI, then `switchboard serve` in its own session."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    subprocess.run(switchboard(config, "customers", "create", "--email", "a@example.com",
+                               "--password", password, "--customer-id", "C-1"),
+                   env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
+    return subprocess.Popen(
+        switchboard(config, "serve"), env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+async def token_for(http: httpx.AsyncClient, password: str) -> str:
+    key = base64.b64encode(password.encode()).decode()
+    response = await http.get(
+        "/auth/v1/authentication/token", params={"customerId": "C-1", "key": key}
+    )
+    token: str = response.json()["token"]
+    return token
+
+
 async def ready(base_url: str) -> None:
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient() as http:
@@ -66,23 +87,12 @@ async def test_sigterm_drains_in_flight_work_unbinds_and_exits(
 ) -> None:
     peer = npm_smsc_factory("--receipt-delay-ms", "20")
     config, port = configure(tmp_path, peer, peer.password)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    subprocess.run(switchboard(config, "customers", "create", "--email", "a@example.com",
-                               "--password", "shutdown password", "--customer-id", "C-1"),
-                   env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
-    server = subprocess.Popen(
-        switchboard(config, "serve"), env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    server = serve_with_customer(config, "shutdown password")
     try:
         base_url = f"http://127.0.0.1:{port}"
         await ready(base_url)
-        key = base64.b64encode(b"shutdown password").decode()
         async with httpx.AsyncClient(base_url=base_url) as http:
-            token = (
-                await http.get("/auth/v1/authentication/token",
-                               params={"customerId": "C-1", "key": key})
-            ).json()["token"]  # fmt: skip
+            token = await token_for(http, "shutdown password")
             numbers = ", ".join(f"91 {9800000000 + n}" for n in range(50))
             sent = await http.post(
                 "/verification/v3/send",
