@@ -45,6 +45,7 @@ from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.messaging import SqlMessagingStore
+from switchboard.storage.sql.notify import PgWakeChannel
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
@@ -219,7 +220,7 @@ class Wake:
     """Wakes a local loop (the dispatcher, the callback dispatcher) and, when the workers run in
     another process on this host, that process too (worker/wake.py)."""
 
-    def __init__(self, local: Callable[[], None], remote: WakeSender | None) -> None:
+    def __init__(self, local: Callable[[], None], remote: Callable[[], None] | None) -> None:
         self._local = local
         self._remote = remote
         self.workers_here = False
@@ -250,6 +251,7 @@ class Container:
     webhooks: WebhookDispatcher
     billing: BillingService
     wakes: tuple[Wake, ...] = ()
+    pg_wake: PgWakeChannel | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
     _wake_listener: WakeListener | None = None
@@ -272,7 +274,10 @@ class Container:
         for wake in self.wakes:
             wake.workers_here = True
         path = self.settings.worker.wake_socket
-        if path:
+        if self.pg_wake is not None:  # API processes anywhere NOTIFY; this worker LISTENs
+            listen = self.pg_wake.listen(self._wake_all)
+            self._tasks.append(asyncio.create_task(listen, name="wake-listener"))
+        elif path:
             self._wake_listener = WakeListener(path, self._wake_all)
             self._wake_listener.start()
         for driver in self.drivers.values():
@@ -313,6 +318,8 @@ class Container:
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
         await self.webhooks.close()
+        if self.pg_wake is not None:
+            await self.pg_wake.close()
         await self.database.dispose()
         self._started = False
 
@@ -336,7 +343,12 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         clock,
         settings.webhooks,
     )
-    remote = WakeSender(settings.worker.wake_socket) if settings.worker.wake_socket else None
+    # Wake-ups for workers in other processes: NOTIFY on PostgreSQL (any host), else the
+    # Unix socket `serve --processes` sets up (one host).
+    pg_wake = None if database.is_sqlite else PgWakeChannel(settings.database_url)
+    remote: Callable[[], None] | None = pg_wake
+    if remote is None and settings.worker.wake_socket:
+        remote = WakeSender(settings.worker.wake_socket)
     wake_webhooks = Wake(webhooks.wake, remote)
     callback_events = SqlCallbackEvents(wake=wake_webhooks)
     charges, billing = build_billing(
@@ -431,4 +443,5 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         webhooks=webhooks,
         billing=billing,
         wakes=(wake_dispatcher, wake_webhooks),
+        pg_wake=pg_wake,
     )
