@@ -45,7 +45,10 @@ class AccessLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append(header)  # an error handler may have set it already
+                message["headers"] = headers
             await send(message)
 
         started = time.perf_counter()

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.api import envelope
 from switchboard.api.access_log import AccessLogMiddleware
+from switchboard.api.hot_routes import HotRoutes
 from switchboard.api.routes import (
     auth,
     health,
@@ -102,6 +103,15 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
         response.headers["X-Request-Id"] = request_id
         return response
 
+    hot = {
+        ("POST", "/verification/v3/send"): verification.send,
+        **{
+            (method, path): verification.validate
+            for method in ("GET", "POST")
+            for path in ("/verification/v3/validateOtp", "/verification/v3/validateOtp/")
+        },
+    }
+    app.add_middleware(HotRoutes, routes=hot, error_handlers=app.exception_handlers)
     app.add_middleware(AccessLogMiddleware, enabled=container.settings.server.access_log)
     app.include_router(auth.router)
     app.include_router(verification.router)

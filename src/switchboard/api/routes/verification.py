@@ -90,7 +90,7 @@ async def send(request: Request) -> Any:
     )
 
 
-async def _validate(request: Request) -> Any:
+async def validate(request: Request) -> Any:
     container = container_of(request)
     account = await get_account(request, request.headers.get("authtoken"))
     params = await get_params(request)
@@ -129,7 +129,7 @@ _VALIDATE_PARAMS: dict[str, Any] = {
 for _method in ("GET", "POST"):
     router.add_api_route(
         "/verification/v3/validateOtp",
-        _validate,
+        validate,
         methods=[_method],
         summary="Validate an OTP",
         operation_id=f"validate_otp_{_method.lower()}",
@@ -137,7 +137,7 @@ for _method in ("GET", "POST"):
     )
     router.add_api_route(
         "/verification/v3/validateOtp/",
-        _validate,
+        validate,
         methods=[_method],
         operation_id=f"validate_otp_slash_{_method.lower()}",
         include_in_schema=False,
