@@ -6,19 +6,19 @@ below the policy ever resolves a name. Connections are kept alive per (scheme, h
 reused only while the attempt's own answer still lists their address, so a resolver that turns
 a name private refuses the attempt before anything is written.
 
-HTTP/1.1 is spoken here directly, on asyncio streams: a callback is one POST with a
-Content-Length body, and the answer needs its status, two headers and at most 64 KiB of body.
-A general client (httpcore over anyio and h11) cost about 1 ms of CPU per POST on the
-benchmark machine, more than the rest of a delivery.
+HTTP/1.1 is spoken on asyncio streams: the request (one POST with a Content-Length body) is
+built here, the answer is read by h11 (status, headers, framing, at most 64 KiB of body). A
+general client (httpcore over anyio) cost about 1 ms of CPU per POST on the benchmark machine,
+more than the rest of a delivery — most of it anyio's machinery, not h11's parsing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import ssl
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Protocol
 
 import certifi
+import h11
 
 from switchboard.callbacks.secrets import signature_header, timestamp_seconds
 from switchboard.callbacks.ssrf import (
@@ -44,8 +45,7 @@ USER_AGENT = "Switchboard"
 _DETAIL_CHARS = 200
 _KEEPALIVE_S = 30.0
 _MAX_HEAD_BYTES = 64 * 1024  # status line and headers of an answer
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
-_NO_BODY = frozenset({204, 304})
+_READ_BYTES = 64 * 1024
 
 
 class AttemptError(StrEnum):
@@ -416,118 +416,60 @@ class _StaleConnectionError(Exception):
     """A kept connection ended before any byte of the answer."""
 
 
+# Each connection's HTTP/1.1 state, for as long as the connection is kept.
+_parsers: weakref.WeakKeyDictionary[Link, h11.Connection] = weakref.WeakKeyDictionary()
+
+
 async def _round_trip(link: Link, request: bytes) -> _Answer:
+    """Write the request, read its answer with h11 (framing, chunks, interim 1xx answers)."""
+    parser = _parsers.get(link)
+    if parser is None:  # a new connection
+        parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_BYTES)
+        _parsers[link] = parser
+    else:  # a kept one: its parser may already hold bytes of the next answer
+        parser.start_next_cycle()
+    # The request's bytes are ours (built once per delivery); h11 only needs to know one went
+    # out, and that it was a POST, to frame the answer.
+    parser.send(h11.Request(method="POST", target="/", headers=[("Host", "callback")]))
+    parser.send(h11.EndOfMessage())
     link.write(request)
     try:
         await link.drain()
-        head = await link.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise _StaleConnectionError() from exc
-        raise _ProtocolError("the answer ended inside its headers") from exc
     except (ConnectionResetError, BrokenPipeError) as exc:
         raise _StaleConnectionError() from exc
-    except asyncio.LimitOverrunError as exc:
-        raise _ProtocolError("the answer's headers are too long") from exc
-    version, status, headers = _parse_head(head)
-    while 100 <= status < 200:  # interim answers (100 Continue …) precede the real one
-        try:
-            head = await link.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise _ProtocolError("the answer's headers are too long") from exc
-        version, status, headers = _parse_head(head)
-    body, complete = await _read_body(link, status, headers)
-    connection = (_header(headers, b"connection") or "").lower()
-    reusable = complete and version == 1 and "close" not in connection
-    return _Answer(status, headers, body, reusable)
-
-
-def _parse_head(head: bytes) -> tuple[int, int, list[tuple[bytes, bytes]]]:
-    status_line, _, rest = head.partition(b"\r\n")
-    matched = _STATUS_LINE.fullmatch(status_line)
-    if matched is None:
-        raise _ProtocolError("the answer is not HTTP/1.x")
-    headers = []
-    for line in rest.split(b"\r\n"):
-        if not line:
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():
-            raise _ProtocolError("a malformed header in the answer")
-        headers.append((name.lower(), value.strip()))
-    return int(matched.group(1)), int(matched.group(2)), headers
-
-
-async def _read_body(
-    link: Link, status: int, headers: list[tuple[bytes, bytes]]
-) -> tuple[bytes, bool]:
-    """At most 64 KiB of body, and whether the whole body was read (the connection may then
-    carry another request). Leaving early closes the connection instead of draining it."""
-    if status in _NO_BODY:
-        return b"", True
-    encoding = (_header(headers, b"transfer-encoding") or "").lower()
-    if encoding:
-        if encoding != "chunked":
-            return await _read_to_end(link), False
-        return await _read_chunked(link)
-    length_text = _header(headers, b"content-length")
-    if length_text is None:
-        return await _read_to_end(link), False
-    if not length_text.isdigit():
-        raise _ProtocolError("a malformed Content-Length in the answer")
-    length = int(length_text)
-    wanted = min(length, MAX_RESPONSE_BYTES)
-    received = bytearray()
-    while len(received) < wanted:
-        chunk = await link.read(wanted - len(received))
-        if not chunk:
-            raise _ProtocolError("the answer ended inside its body")
-        received += chunk
-    return bytes(received), length <= MAX_RESPONSE_BYTES
-
-
-async def _read_to_end(link: Link) -> bytes:
-    received = bytearray()
-    while len(received) < MAX_RESPONSE_BYTES:
-        chunk = await link.read(MAX_RESPONSE_BYTES - len(received))
-        if not chunk:
-            break
-        received += chunk
-    return bytes(received)
-
-
-async def _read_chunked(link: Link) -> tuple[bytes, bool]:
-    received = bytearray()
+    status = 0
+    headers: list[tuple[bytes, bytes]] = []
+    body = bytearray()
+    received_any = False
     while True:
         try:
-            size_line = await link.readuntil(b"\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise _ProtocolError("a malformed chunk in the answer") from exc
-        size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _ProtocolError("a malformed chunk in the answer") from None
-        if size == 0:
-            while (await link.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return bytes(received), True
-        if len(received) + size > MAX_RESPONSE_BYTES:
-            while len(received) < MAX_RESPONSE_BYTES:
-                chunk = await link.read(MAX_RESPONSE_BYTES - len(received))
-                if not chunk:
-                    break
-                received += chunk
-            return bytes(received), False
-        data = bytearray()
-        while len(data) < size:
-            chunk = await link.read(size - len(data))
-            if not chunk:
-                raise _ProtocolError("the answer ended inside a chunk")
-            data += chunk
-        received += data
-        if await link.readuntil(b"\r\n") != b"\r\n":
-            raise _ProtocolError("a malformed chunk in the answer")
+            event = parser.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _ProtocolError(f"the answer is not valid HTTP/1.x: {exc}") from None
+        if event is h11.NEED_DATA:
+            try:
+                data = await link.read(_READ_BYTES)
+            except ConnectionResetError as exc:
+                if not received_any:
+                    raise _StaleConnectionError() from exc
+                raise _ProtocolError("the connection broke inside the answer") from exc
+            if not data and not received_any:
+                raise _StaleConnectionError()  # a kept connection the receiver closed
+            received_any = True
+            parser.receive_data(data)
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+            headers = [(name.lower(), value) for name, value in event.headers]
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_RESPONSE_BYTES:  # read no further: this connection is spent
+                return _Answer(status, headers, bytes(body[:MAX_RESPONSE_BYTES]), False)
+        elif isinstance(event, h11.EndOfMessage):
+            reusable = parser.our_state is h11.DONE and parser.their_state is h11.DONE
+            return _Answer(status, headers, bytes(body), reusable)
+        elif isinstance(event, h11.ConnectionClosed):
+            raise _ProtocolError("the answer ended before it was complete")
+        # h11.InformationalResponse (100 Continue …) precedes the real answer: read on
 
 
 @functools.cache

@@ -348,3 +348,27 @@ async def test_kept_connection_to_an_address_no_longer_in_the_answer_is_not_used
     assert attempt.status_code == 200
     assert network.connects == [("8.8.8.8", 80), ("8.8.4.4", 80)]
     assert network.links[0].closed
+
+
+async def test_chunked_interim_and_broken_answers_are_read_by_their_framing() -> None:
+    """The answer's framing is h11's: chunks, 100 Continue before the answer, garbage refused."""
+    chunked = [
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5\r\nbusy,\r\n", b"6\r\n later\r\n0\r\n\r\n",
+    ]  # fmt: skip
+    async with _sender(RecordingNetwork(chunked), {"busy.example": ["8.8.8.8"]}) as sender:
+        attempt = await sender.send(
+            "http://busy.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+        )
+    assert attempt.status_code == 503
+    assert attempt.detail == "busy, later"
+
+    for garbage in ([b"SMTP ready\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok"]):
+        network = RecordingNetwork(garbage)
+        async with _sender(network, {"odd.example": ["8.8.8.8"]}) as sender:
+            attempt = await sender.send(
+                "http://odd.example/", BODY, webhook_id="m", signing_secrets=[generate_secret()]
+            )
+        assert attempt.status_code is None
+        assert attempt.error is AttemptError.PROTOCOL
