@@ -430,28 +430,20 @@ class SqlMessageQueue:
         """
         statement = _CLAIM[not self._db.is_sqlite]
         until = now + timedelta(seconds=lease_s)
-        otps: list[MessageRecord] = []
-        bulk: list[MessageRecord] = []
+        params = {"b_now": now, "b_owner": owner, "b_until": until, "b_dispatched": now}
+
+        async def lease(connection: AsyncConnection, lanes: Any, limit: int) -> list[MessageRecord]:
+            if limit <= 0:
+                return []
+            rows = await connection.execute(
+                statement, {**params, "b_lanes": lanes, "b_limit": limit}
+            )
+            return [_record(row) for row in rows]
+
         turn = self._bulk_turn() if bulk_limit > 0 else contextlib.nullcontext()
         async with turn, self._db.write() as connection:
-            if otp_limit > 0:
-                otps = [
-                    _record(row)
-                    for row in await connection.execute(
-                        statement,
-                        {"b_lanes": _OTP_LANES, "b_now": now, "b_limit": otp_limit,
-                         "b_owner": owner, "b_until": until, "b_dispatched": now},
-                    )
-                ]  # fmt: skip
-            if bulk_limit > 0:
-                bulk = [
-                    _record(row)
-                    for row in await connection.execute(
-                        statement,
-                        {"b_lanes": _BULK_LANES, "b_now": now, "b_limit": bulk_limit,
-                         "b_owner": owner, "b_until": until, "b_dispatched": now},
-                    )
-                ]  # fmt: skip
+            otps = await lease(connection, _OTP_LANES, otp_limit)
+            bulk = await lease(connection, _BULK_LANES, bulk_limit)
         order = _claim_order
         otps.sort(key=order)
         bulk.sort(key=order)
