@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from switchboard.domain.messages import (
 )
 from switchboard.domain.verification import VerificationStatus
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.locks import advisory_key, lock_names
 from switchboard.storage.sql.rows import message_record, message_values
 from switchboard.storage.sql.tables import (
     inbound_messages,
@@ -338,9 +338,6 @@ _RECEIPT_TARGETS: sa.Select[Any] = (
 _PART_STATES = sa.select(
     message_parts.c.message_id, message_parts.c.part_no, message_parts.c.state
 ).where(message_parts.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
-_ADVISORY_LOCKS = sa.text(
-    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:b_keys AS bigint[])) AS k"
-)
 _OTP_LANES = [int(Lane.OTP)]
 _BULK_LANES = [int(Lane.TRANSACTIONAL), int(Lane.PROMOTIONAL)]
 _RELEASE = (
@@ -393,17 +390,7 @@ class SqlMessageQueue:
         """
         if self._db.is_sqlite or not provider_ids:
             return
-        keys = sorted(
-            {
-                int.from_bytes(
-                    hashlib.sha256(f"{connector}|{pid}".encode()).digest()[:8], "big", signed=True
-                )
-                for pid in provider_ids
-            }
-        )
-        # One statement for the batch, in key order (two batches never wait on each other
-        # in a cycle).
-        await connection.execute(_ADVISORY_LOCKS, {"b_keys": keys})
+        await lock_names(connection, (advisory_key(connector, pid) for pid in provider_ids))
 
     # -- accept ---------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -20,6 +19,7 @@ from switchboard.errors import SwitchboardError
 from switchboard.storage.sql.batches import Batches, Waiting
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.locks import advisory_key, lock_names
 from switchboard.storage.sql.rows import message_record, message_values, verification_record
 from switchboard.storage.sql.tables import (
     message_events,
@@ -65,11 +65,6 @@ _TODAY = (
         _days.day.in_(sa.bindparam("p_days", expanding=True)),
     )
     .group_by(_days.account_id, _days.day)
-)
-# Advisory locks in key order, so two batches never wait for each other in a circle.
-_LOCK_KEYS = sa.text(
-    "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k"
-    " ORDER BY 1) AS ordered"
 )
 _END_PENDING = (
     verifications.update()
@@ -141,11 +136,6 @@ def _bump_day(is_sqlite: bool) -> sa.Executable:
 
 def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
-
-
-def _lock_key(record: VerificationRecord) -> int:
-    digest = hashlib.sha256(f"{record.account_id}|{record.destination}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _history(rows: Sequence[Any], sends_today: int, now: datetime) -> SendHistory:
@@ -324,8 +314,11 @@ class SqlVerificationStore:
             return
         async with self._db.write() as connection:
             if not self._db.is_sqlite:  # serialise sends to one number so the limits hold
-                keys = sorted({_lock_key(x.verification) for x in batch})
-                await connection.execute(_LOCK_KEYS, {"keys": keys})
+                await lock_names(
+                    connection,
+                    (advisory_key(x.verification.account_id, x.verification.destination)
+                     for x in batch),
+                )  # fmt: skip
             recent, today = await self._recent(connection, batch)
             accepted: list[tuple[_Send, bool]] = []
             for send in batch:
