@@ -35,6 +35,7 @@ from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
 from switchboard.services.billing import BillingService
 from switchboard.services.callbacks import CallbackService
+from switchboard.services.integration_keys import IntegrationKeyService, PartnerCredentials
 from switchboard.services.messaging import MessagingService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
@@ -44,6 +45,7 @@ from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
 from switchboard.storage.sql.prices import SqlPriceStore
@@ -52,6 +54,7 @@ from switchboard.storage.sql.sandbox import SqlOutbox
 from switchboard.storage.sql.usage import SqlUsageReports
 from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
+from switchboard.vault import Vault, derive_key
 from switchboard.worker.batching import GroupCommit
 from switchboard.worker.dispatcher import Dispatcher
 from switchboard.worker.wake import WakeListener, WakeSender
@@ -64,12 +67,21 @@ log = get_logger("switchboard.bootstrap")
 class Secrets:
     token_signing_key: bytes
     otp_pepper: bytes
+    # seals secrets kept in the database (vault.py); when not configured on PostgreSQL it is
+    # derived from the pepper, which every process already shares
+    data_key: bytes
 
 
 def resolve_secrets(settings: Settings) -> Secrets:
     """Configured secrets, or, on SQLite only, ones generated once and kept beside the database."""
+    configured = settings.data_key.encode() if settings.data_key else None
     if settings.token_signing_key and settings.otp_pepper:
-        return Secrets(settings.token_signing_key.encode(), settings.otp_pepper.encode())
+        pepper = settings.otp_pepper.encode()
+        return Secrets(
+            settings.token_signing_key.encode(),
+            pepper,
+            derive_key(configured or pepper, "switchboard data key"),
+        )
     path = settings.sqlite_path
     if path is None:
         missing = [
@@ -88,7 +100,7 @@ def resolve_secrets(settings: Settings) -> Secrets:
         except ValueError:
             raise ConfigurationError(f"{key_file} is not valid JSON") from None
     changed = False
-    for name in ("token_signing_key", "otp_pepper"):
+    for name in ("token_signing_key", "otp_pepper", "data_key"):
         if not stored.get(name):
             stored[name] = secrets.token_hex(64)
             changed = True
@@ -100,6 +112,7 @@ def resolve_secrets(settings: Settings) -> Secrets:
     return Secrets(
         (settings.token_signing_key or stored["token_signing_key"]).encode(),
         (settings.otp_pepper or stored["otp_pepper"]).encode(),
+        derive_key(configured or stored["data_key"].encode(), "switchboard data key"),
     )
 
 
@@ -250,6 +263,9 @@ class Container:
     callbacks: CallbackService
     webhooks: WebhookDispatcher
     billing: BillingService
+    integration_keys: IntegrationKeyService
+    partners: PartnerCredentials
+    vault: Vault
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -411,6 +427,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         test_numbers=settings.sandbox.test_numbers,
         on_queued=wake_dispatcher,
     )
+    integration_keys = IntegrationKeyService(
+        SqlIntegrationKeyStore(database), account_store, clock, pepper=keys.otp_pepper
+    )
     messaging = MessagingService(
         SqlMessagingStore(database, queue, charges=charges),
         clock,
@@ -442,6 +461,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         ),
         webhooks=webhooks,
         billing=billing,
+        integration_keys=integration_keys,
+        partners=PartnerCredentials(accounts, integration_keys),
+        vault=Vault(keys.data_key),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
     )

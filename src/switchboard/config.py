@@ -246,6 +246,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./switchboard.db"
     token_signing_key: str | None = None
     otp_pepper: str | None = None
+    # seals OAuth tokens of installed apps in the database; generated beside the SQLite file,
+    # derived from otp_pepper on PostgreSQL when not set (set it to rotate independently)
+    data_key: str | None = None
     server: ServerSettings = ServerSettings()
     tokens: TokenSettings = TokenSettings()
     lockout: LockoutSettings = LockoutSettings()
@@ -267,7 +270,7 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         return value
 
-    @field_validator("token_signing_key", "otp_pepper")
+    @field_validator("token_signing_key", "otp_pepper", "data_key")
     @classmethod
     def _long_enough(cls, value: str | None) -> str | None:
         # HS512 wants a key of at least the hash size (RFC 7518 §3.2): 64 bytes.

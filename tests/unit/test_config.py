@@ -87,7 +87,7 @@ def test_sqlite_secrets_are_generated_once_and_kept_private(tmp_path: Path) -> N
     assert first.token_signing_key != first.otp_pepper
     key_file = tmp_path / "sb.db.keys"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert set(json.loads(key_file.read_text())) == {"token_signing_key", "otp_pepper"}
+    assert set(json.loads(key_file.read_text())) == {"token_signing_key", "otp_pepper", "data_key"}
 
 
 def test_postgres_requires_configured_secrets() -> None:

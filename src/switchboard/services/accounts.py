@@ -25,7 +25,7 @@ from switchboard.storage.base import AccountStore
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 # The same answer for every failure, so a caller never learns which part was wrong.
-_BAD_CREDENTIALS = "customerId, key or email is invalid"
+BAD_CREDENTIALS = "customerId, key or email is invalid"
 
 
 class AccountService:
@@ -141,12 +141,18 @@ class AccountService:
         Every failure raises the same AuthenticationError (501) and costs one argon2 verify, known
         customer or not, so timing tells nothing either. Repeated failures lock the customer.
         """
-        password = _decode_key(key)
+        return await self.check_password(customer_id, _decode_key(key), email)
+
+    async def check_password(
+        self, customer_id: str | None, password: str | None, email: str | None = None
+    ) -> domain.Account:
+        """The customer's id, password and optional e-mail, checked as `check_key` does (the
+        same single answer for every failure, one argon2 verify each, the lockout)."""
         account = await self._store.get_account(customer_id) if customer_id else None
         now = self._clock.now()
         if account is None:
             await self._verify(self._dummy_hash, password or "x")
-            raise AuthenticationError(_BAD_CREDENTIALS)
+            raise AuthenticationError(BAD_CREDENTIALS)
         if account.is_locked(now):
             assert account.locked_until is not None
             retry_after = int((account.locked_until - now) / timedelta(seconds=1)) + 1
@@ -160,9 +166,9 @@ class AccountService:
         if not valid:
             state = domain.record_failure(account, now, self._policy)
             await self._store.record_login_failure(account.id, state)
-            raise AuthenticationError(_BAD_CREDENTIALS)
+            raise AuthenticationError(BAD_CREDENTIALS)
         if not account.enabled:
-            raise AuthenticationError(_BAD_CREDENTIALS)
+            raise AuthenticationError(BAD_CREDENTIALS)
         if account.failed_logins or account.consecutive_failures:
             await self._store.reset_login_failures(account.id)
         if self._hasher.check_needs_rehash(account.password_hash):

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from switchboard.domain.accounts import Account, FailureState
 from switchboard.domain.callbacks import CallbackEndpoint, DeliveryState, WebhookDelivery
 from switchboard.domain.campaigns import CampaignRecord
+from switchboard.domain.integration_keys import IntegrationKey
 from switchboard.domain.limits import SendLimits
 from switchboard.domain.messages import Channel, MessageRecord
 from switchboard.domain.pricing import PriceRule
@@ -34,6 +35,28 @@ class AccountStore(Protocol):
     async def record_login_failure(self, account_id: str, state: FailureState) -> None: ...
 
     async def reset_login_failures(self, account_id: str) -> None: ...
+
+
+class IntegrationKeyStore(Protocol):
+    async def add_key(self, key: IntegrationKey, digest: str) -> None:
+        """Store a new key under its keyed digest (the key itself is never stored)."""
+        ...
+
+    async def list_keys(self, account_id: str) -> list[IntegrationKey]:
+        """The account's keys, revoked ones included, oldest first."""
+        ...
+
+    async def find_by_digest(self, digest: str) -> IntegrationKey | None: ...
+
+    async def revoke_key(
+        self, account_id: str, key_id: str, now: datetime
+    ) -> IntegrationKey | None:
+        """Revoke (idempotent); None when the account has no such key."""
+        ...
+
+    async def touch_key(self, key_id: str, now: datetime) -> None:
+        """Record a use (`last_used_at`)."""
+        ...
 
 
 class VerificationStore(Protocol):

@@ -1,0 +1,1 @@
+"""CleverTap "Generic (Others)" SMS provider: the saveSingleSms endpoint and delivery reports back."""

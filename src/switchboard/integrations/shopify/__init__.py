@@ -1,0 +1,1 @@
+"""The Shopify app: OAuth install, signed webhooks, compliance topics; events for the automations."""
