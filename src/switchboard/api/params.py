@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from switchboard.errors import InvalidRequestError
 
@@ -105,7 +107,13 @@ async def _read_form(
         raise InvalidRequestError(
             f"the request is larger than the {upload_cap // (1024 * 1024)} MiB upload limit"
         )
-    form = await request.form(max_part_size=max_part_bytes)
+    try:
+        form = await request.form(max_part_size=max_part_bytes)
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette raises HTTPException(400) inside an app and MultiPartException outside one;
+        # either way the caller gets the envelope's 400 with the parser's reason.
+        reason = exc.message if isinstance(exc, MultiPartException) else str(exc.detail)
+        raise InvalidRequestError(f"the form data is malformed: {reason}") from None
     for name, item in form.multi_items():
         if isinstance(item, UploadFile):
             if item.size is not None and item.size > upload_cap:
