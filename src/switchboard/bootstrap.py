@@ -307,6 +307,7 @@ class Container:
             try:
                 await self.verification.expire_due()
                 await self.queue.rematch_parked(self.clock.now())
+                await self.messaging.sweep_abandoned_campaigns()
             except Exception:  # a database hiccup: try again next round
                 log.exception("housekeeping failed")
             await asyncio.sleep(5)

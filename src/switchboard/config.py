@@ -148,6 +148,9 @@ class MessagingSettings(_Section):
     max_upload_rows: int = Field(default=1_000_000, ge=1)
     ingest_batch_size: int = Field(default=2000, ge=10, le=50_000)
     max_schedule_days: int = Field(default=30, ge=1)
+    # A campaign that has staged nothing for this long is taken as abandoned (the process
+    # reading its upload died) and aborted: its held messages deleted, their charges refunded.
+    staging_abandoned_s: int = Field(default=600, ge=1)
     # Promotional messages wait outside this local window, e.g. "10:00-21:00" (India's DLT rule).
     promotional_window: str | None = None
     promotional_timezone: str = "UTC"

@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any, Final, Protocol
 
 from switchboard.clock import Clock
@@ -29,6 +29,7 @@ from switchboard.domain.pricing import Billable, billable_units
 from switchboard.domain.verification import new_verification_id
 from switchboard.errors import InvalidRequestError, NotFoundError
 from switchboard.ingest.xlsx import UploadLimits, open_recipient_sheet
+from switchboard.observability import get_logger
 from switchboard.services.campaign_file import (
     CampaignFileReader,
     FileOutcome,
@@ -38,6 +39,8 @@ from switchboard.services.campaign_file import (
     summarise,
 )
 from switchboard.storage.base import MessagingStore
+
+log = get_logger("switchboard.messaging")
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$")
@@ -502,6 +505,21 @@ class MessagingService:
             dry_run=request.dry_run,
             price=None if None in quoted or not quoted else sum(q or 0 for q in quoted),
         )
+
+    async def sweep_abandoned_campaigns(self) -> int:
+        """Abort campaigns whose staging stopped (the API process died mid-upload): the
+        customer never had an answer, so nothing of them is sent and their charges are
+        refunded. Returns how many were aborted."""
+        now = self._clock.now()
+        idle_since = now - timedelta(seconds=self._settings.staging_abandoned_s)
+        abandoned = await self._store.stale_campaigns(idle_since)
+        for campaign_id in abandoned:
+            await self._store.abort_campaign(
+                campaign_id, "the upload was interrupted before it was accepted", now
+            )
+        if abandoned:
+            log.warning("abandoned campaigns aborted", count=len(abandoned))
+        return len(abandoned)
 
     # -- campaign queries ---------------------------------------------------------------------
 

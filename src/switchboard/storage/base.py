@@ -160,7 +160,10 @@ class MessagingStore(Protocol):
         not_before: datetime,
         now: datetime,
     ) -> None:
-        """Make every staged message of the campaign sendable from `not_before`."""
+        """Make every staged message of the campaign sendable from `not_before`.
+
+        Raises InvalidRequestError, releasing nothing, when the campaign is no longer STAGING
+        (the sweeper gave it up as abandoned)."""
         ...
 
     async def abort_campaign(self, campaign_id: str, reason: str, now: datetime) -> None: ...
@@ -174,6 +177,11 @@ class MessagingStore(Protocol):
     ) -> AsyncIterator[MessageRecord]: ...
 
     async def cancel_campaign(self, account_id: str, campaign_id: str, now: datetime) -> int: ...
+
+    async def stale_campaigns(self, idle_since: datetime, limit: int = 100) -> list[str]:
+        """Campaigns still STAGING that have staged nothing since `idle_since`: the process
+        staging them died (a live staging stores a batch every fraction of a second)."""
+        ...
 
 
 class PriceStore(Protocol):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import MessageRecord, MessageStatus
+from switchboard.errors import InvalidRequestError
 from switchboard.storage.sql.batches import Batches, Waiting
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
@@ -105,17 +106,22 @@ class SqlMessagingStore:
         now: datetime,
     ) -> None:
         async with self._db.write() as connection:
+            claimed = await connection.execute(
+                campaigns.update()
+                .where(c.id == campaign_id, c.status == "STAGING")
+                .values(
+                    status="ACCEPTED", total=total, invalid=invalid, errors=errors, updated_at=now
+                )
+            )
+            if claimed.rowcount != 1:
+                raise InvalidRequestError(
+                    "the upload was abandoned while it was being read; nothing was sent, "
+                    "please upload it again"
+                )
             await connection.execute(
                 messages.update()
                 .where(m.campaign_id == campaign_id, m.status == MessageStatus.HELD.value)
                 .values(status=MessageStatus.QUEUED.value, not_before=not_before)
-            )
-            await connection.execute(
-                campaigns.update()
-                .where(c.id == campaign_id)
-                .values(
-                    status="ACCEPTED", total=total, invalid=invalid, errors=errors, updated_at=now
-                )
             )
 
     async def abort_campaign(self, campaign_id: str, reason: str, now: datetime) -> None:
@@ -134,6 +140,26 @@ class SqlMessagingStore:
                 .where(c.id == campaign_id)
                 .values(status="REJECTED", errors=[{"reason": reason}], updated_at=now)
             )
+
+    async def stale_campaigns(self, idle_since: datetime, limit: int = 100) -> list[str]:
+        last_staged = (
+            sa.select(sa.func.max(m.created_at))
+            .where(m.campaign_id == c.id)
+            .correlate(campaigns)
+            .scalar_subquery()
+        )
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                sa.select(c.id)
+                .where(
+                    c.status == "STAGING",
+                    c.created_at < idle_since,
+                    sa.or_(last_staged.is_(None), last_staged < idle_since),
+                )
+                .order_by(c.created_at)
+                .limit(limit)
+            )
+            return [str(row.id) for row in rows]
 
     async def get_campaign(self, account_id: str, campaign_id: str) -> CampaignRecord | None:
         async with self._db.read() as connection:
