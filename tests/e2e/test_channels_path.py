@@ -3,9 +3,12 @@ providers' wire formats, with their signed status webhooks coming back over real
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from email.message import Message
 from pathlib import Path
@@ -21,6 +24,7 @@ from tests.e2e.conftest import PASSWORD, eventually
 from switchboard.api.app import create_app
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
+from switchboard.testing.bounces import delivery_status_notification
 from switchboard.testing.client import MessageCentralClient
 from switchboard.testing.loopback import LoopbackServer
 from switchboard.testing.rbm_peer import RbmPeer
@@ -250,3 +254,52 @@ async def test_email_otp_arrives_with_plain_text_and_html(
     code = plain.split()[0]
     assert code in html
     assert (await mc.validate(verification_id, code)).json()["responseCode"] == 200
+
+
+async def test_a_bounce_piped_to_the_cli_marks_the_email_undelivered(
+    served: tuple[Container, str, MessageCentralClient],
+    peers: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    built, _, mc = served
+    mailbox: Mailbox = peers["mailbox"]
+    sent = await mc.send_otp(mobileNumber=USER, flowType="EMAIL", email="user@example.com")
+    verification_id = sent.json()["data"]["verificationId"]
+
+    async def mailed() -> bool:
+        return len(mailbox.messages) == 1
+
+    await eventually(mailed)
+    headers = mailbox.messages[0].as_bytes().split(b"\n\n", 1)[0].replace(b"\n", b"\r\n")
+    bounce = delivery_status_notification(headers, recipient="user@example.com")
+    settings = built.settings
+    config = tmp_path / "bounces.toml"
+    config.write_text(
+        f'database_url = "{settings.database_url}"\n'
+        f'token_signing_key = "{settings.token_signing_key}"\n'
+        f'otp_pepper = "{settings.otp_pepper}"\n[logging]\nlevel = "ERROR"\n'
+        '[[connectors]]\nname = "mail"\ntype = "smtp"\nhost = "127.0.0.1"\n'
+        f'port = {peers["smtp"].port}\nsecurity = "none"\n'
+        'from_address = "Acme <no-reply@example.com>"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SWITCHBOARD_CONFIG"}
+
+    async def pipe(mail: bytes) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "switchboard", "bounces", "receive", "--config", str(config),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(process.communicate(mail), 60)
+        return int(process.returncode or 0), out.decode()
+
+    assert await pipe(b"Subject: hello\r\n\r\nnot a bounce\r\n") == (
+        0,
+        "not a bounce of ours: ignored\n",
+    )
+    code, out = await pipe(bounce)
+    assert (code, out.startswith("stored: UNDELIV")) == (0, True)
+
+    async def undelivered() -> bool:
+        return [s["deliveryStatus"] for s in await sends(mc, verification_id)] == ["UNDELIV"]
+
+    await eventually(undelivered)

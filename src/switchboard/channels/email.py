@@ -27,6 +27,7 @@ from switchboard.channels.base import (
     SendErrorKind,
     SendResult,
 )
+from switchboard.channels.bounce_mailbox import BounceMailbox, BounceMailboxOptions
 from switchboard.clock import Clock, SystemClock
 from switchboard.domain.messages import Channel, MessageType
 
@@ -51,6 +52,9 @@ class EmailOptions(BaseModel):
     from_address: str  # "Brand <no-reply@example.com>" or a bare address
     timeout_s: float = Field(default=30.0, gt=0)
     ca_file: Path | None = None  # trust a private CA (an internal relay) besides the system's
+    # where bounces to our envelope sender arrive; without it, feed them with
+    # `switchboard bounces receive` from the MTA (a pipe alias)
+    bounce_mailbox: BounceMailboxOptions | None = None
 
     @field_validator("from_address")
     @classmethod
@@ -79,6 +83,7 @@ class EmailDriver:
         self._envelope_from = parseaddr(options.from_address)[1]
         self._domain = self._envelope_from.rsplit("@", 1)[1]
         self._sink: ReportSink | None = None
+        self._mailbox: BounceMailbox | None = None
         self._running = False
         self._unavailable_until: datetime | None = None
         self._in_flight = 0
@@ -88,9 +93,15 @@ class EmailDriver:
     async def start(self, sink: ReportSink) -> None:
         self._sink = sink
         self._running = True
+        if self._options.bounce_mailbox is not None and self._mailbox is None:
+            self._mailbox = BounceMailbox(self._options.bounce_mailbox, self.receive_bounce)
+            self._mailbox.start()
 
     async def close(self) -> None:
         self._running = False
+        if self._mailbox is not None:
+            await self._mailbox.stop()
+            self._mailbox = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self._options.timeout_s)
 
