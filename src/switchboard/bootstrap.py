@@ -51,6 +51,7 @@ from switchboard.storage.sql.notify import PgWakeChannel
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
+from switchboard.storage.sql.steps import SqlFallbackSteps
 from switchboard.storage.sql.usage import SqlUsageReports
 from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
@@ -397,6 +398,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         test_numbers=frozenset(settings.sandbox.test_numbers),
         fallback_step_timeout_s=settings.otp.fallback_step_timeout_s,
         metrics=metrics,
+        steps=SqlFallbackSteps(database),
     )
     wake_dispatcher = Wake(dispatcher.wake, remote)
     lockout = settings.lockout

@@ -233,6 +233,64 @@ async def test_rcs_not_capable_falls_back_and_delivered_events_settle(
     assert send["deliveryStatus"] == "DELIVRD"
 
 
+async def _rcs_step_submitted(mc: MessageCentralClient, rbm: RbmPeer) -> tuple[str, str]:
+    """An RCS OTP with an SMS fallback, accepted by RBM; its verification and RBM message ids."""
+    sent = (await mc.send_otp(mobileNumber=USER, flowType="RCS", fallback="SMS")).json()
+    verification_id = sent["data"]["verificationId"]
+
+    async def submitted() -> bool:
+        return [s["status"] for s in await sends(mc, verification_id)][:1] == ["SUBMITTED"]
+
+    await eventually(submitted)
+    [message_id] = rbm.messages
+    return verification_id, message_id
+
+
+async def test_an_undelivered_rcs_message_is_revoked_before_its_sms_fallback(
+    served: tuple[Container, str, MessageCentralClient],
+    peers: dict[str, Any],
+    clock: FrozenClock,
+) -> None:
+    built, _, mc = served
+    rbm: RbmPeer = peers["rbm"]
+    verification_id, message_id = await _rcs_step_submitted(mc, rbm)
+    clock.advance(built.settings.otp.fallback_step_timeout_s + 1)  # the RCS step's time is up
+    built.dispatcher.wake()
+
+    async def sms_sent() -> bool:
+        return any(e["channel"] == "SMS" for e in await mc.outbox())
+
+    await eventually(sms_sent)
+    assert rbm.messages[message_id].revoked
+    rcs, sms = await sends(mc, verification_id)
+    assert (rcs["channel"], rcs["deliveryStatus"], rcs["errorCode"]) == (
+        "RCS",
+        "EXPIRED",
+        "REVOKED",
+    )
+    assert sms["channel"] == "SMS"
+
+
+async def test_an_rcs_message_delivered_meanwhile_cancels_the_sms_fallback(
+    served: tuple[Container, str, MessageCentralClient],
+    peers: dict[str, Any],
+    clock: FrozenClock,
+) -> None:
+    built, _, mc = served
+    rbm: RbmPeer = peers["rbm"]
+    verification_id, message_id = await _rcs_step_submitted(mc, rbm)
+    rbm.user_event(message_id, "DELIVERED")  # on the handset; its webhook is still on its way
+    clock.advance(built.settings.otp.fallback_step_timeout_s + 1)
+    built.dispatcher.wake()
+
+    async def settled() -> bool:
+        return [s["status"] for s in await sends(mc, verification_id)][1:] == ["CANCELLED"]
+
+    await eventually(settled)
+    assert not rbm.messages[message_id].revoked
+    assert not any(e["channel"] == "SMS" for e in await mc.outbox())
+
+
 async def test_email_otp_arrives_with_plain_text_and_html(
     served: tuple[Container, str, MessageCentralClient], peers: dict[str, Any]
 ) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from switchboard.domain.messages import Channel, MessageType
 
@@ -131,4 +131,15 @@ class ChannelDriver(Protocol):
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Submit one message (all its parts). Raises SendError; never returns partial success."""
+        ...
+
+
+@runtime_checkable
+class RevocableDriver(Protocol):
+    """A driver that can withdraw a message not yet delivered (Google RBM), so that a fallback
+    SMS is not the user's second copy."""
+
+    async def revoke(self, message: OutboundMessage) -> bool:
+        """True: withdrawn before delivery. False: already delivered or unknown to the
+        provider. Raises SendError when the provider could not be asked."""
         ...

@@ -9,12 +9,15 @@ import secrets
 import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from switchboard.channels.base import (
     ChannelDriver,
+    DeliveryReport,
     OutboundMessage,
+    ReportState,
+    RevocableDriver,
     SendError,
     SendErrorKind,
     SendResult,
@@ -26,6 +29,7 @@ from switchboard.domain.routing import SANDBOX, Route, choose_connectors
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.storage.sql.queue import SqlMessageQueue, Submitted
+from switchboard.storage.sql.steps import SqlFallbackSteps
 from switchboard.worker.batching import GroupCommit
 
 log = get_logger("switchboard.worker")
@@ -37,6 +41,7 @@ SETTLE_BATCH = 256
 _Outcome = tuple[str | None, SendResult | SendError]
 _EXPIRED: _Outcome = (None, SendError(SendErrorKind.PERMANENT, "expired"))
 _NO_ROUTE: _Outcome = (None, SendError(SendErrorKind.PERMANENT, "no route"))
+_SUPERSEDED: _Outcome = (None, SendError(SendErrorKind.PERMANENT, "previous step delivered"))
 
 
 class Dispatcher:
@@ -52,6 +57,7 @@ class Dispatcher:
         fallback_step_timeout_s: float = 30.0,
         max_in_flight: int = 5000,
         metrics: Metrics | None = None,
+        steps: SqlFallbackSteps | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
         # At most a few hundred rows per settle transaction: on SQLite an OTP's claim waits
@@ -73,6 +79,7 @@ class Dispatcher:
         # The longest route prefix: all of a destination's digits that routing looks at.
         self._prefix_len = max((len(p) for r in routes for p in r.prefixes), default=0)
         self._step_timeout_s = fallback_step_timeout_s
+        self._steps = steps
         self.owner = f"{socket.gethostname()}:{secrets.token_hex(4)}"
         self._bulk_in_driver = 0
         self._bulk_ready: deque[MessageRecord] = deque()
@@ -207,6 +214,8 @@ class Dispatcher:
         now = self._clock.now()
         if message.expires_at is not None and now >= message.expires_at:
             return _EXPIRED
+        if message.step > 0 and not await self._withdraw_previous_step(message, now):
+            return _SUPERSEDED
         names = self._candidates(message)
         if not names:
             return _NO_ROUTE
@@ -236,8 +245,43 @@ class Dispatcher:
             SendErrorKind.TRANSIENT, "no connector can carry this channel"
         )
 
+    async def _withdraw_previous_step(self, message: MessageRecord, now: datetime) -> bool:
+        """Before a fallback step goes out, withdraw the previous step's message where the
+        provider can (RCS): the user should not get the code twice. False when the previous
+        message turned out to be delivered, so this step is not needed."""
+        previous = await self._steps.previous_step(message) if self._steps else None
+        if previous is None or previous.status is not MessageStatus.SUBMITTED:
+            return True
+        connector = previous.connector or ""
+        driver: object = self._drivers.get(connector)  # any driver may also be revocable
+        if not isinstance(driver, RevocableDriver):
+            return True
+        try:
+            withdrawn = await driver.revoke(_outbound(previous))
+        except SendError as error:  # cannot tell: a second copy beats no code at all
+            log.warning("revoke before fallback failed", message_id=previous.id, error=error.reason)
+            return True
+        if not withdrawn:
+            return False
+        report = DeliveryReport(
+            connector=connector,
+            provider_id=previous.id,
+            state=ReportState.EXPIRED,
+            error_code="REVOKED",
+            done_at=now,
+            raw={"reason": f"revoked before the {message.channel} fallback"},
+        )
+        await self._queue.record_reports([report], now)
+        return True
+
     async def _settle(self, message: MessageRecord, outcome: _Outcome) -> None:
         now = self._clock.now()
+        if outcome is _SUPERSEDED:
+            await self._queue.settle_failed(
+                message.id, self.owner, status=MessageStatus.CANCELLED,
+                reason="not needed: the previous channel's message was delivered", now=now,
+            )  # fmt: skip
+            return
         if outcome is _EXPIRED:
             await self._queue.settle_failed(
                 message.id, self.owner, status=MessageStatus.CANCELLED,
