@@ -140,7 +140,9 @@ def _ledger_row(entry: LedgerEntry, currency: Currency) -> tuple[CsvCell, ...]:
 async def ledger(
     container: ContainerDep,
     account: AccountDep,
-    before: int | None = Query(default=None, ge=1, description="Entries older than this id"),
+    before: int | None = Query(
+        default=None, ge=1, le=2**63 - 1, description="Entries older than this id"
+    ),
     limit: int = Query(default=50, ge=1, le=500),
     report_format: str = _FORMAT,
 ) -> Any:

@@ -72,7 +72,7 @@ async def cancel_verification(
 async def sandbox_outbox(
     container: ContainerDep,
     account: AccountDep,
-    after_id: int = Query(default=0, alias="afterId", ge=0),
+    after_id: int = Query(default=0, alias="afterId", ge=0, le=2**63 - 1),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
     entries = await container.outbox.entries(account.id, after_id=after_id, limit=limit)
