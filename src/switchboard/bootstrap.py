@@ -48,6 +48,7 @@ from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
+from switchboard.storage.sql.presence import SqlWorkerPresence
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
@@ -58,6 +59,7 @@ from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
 from switchboard.vault import Vault, derive_key
 from switchboard.worker.batching import GroupCommit
 from switchboard.worker.dispatcher import Dispatcher
+from switchboard.worker.shares import LimitShares, Shared
 from switchboard.worker.wake import WakeListener, WakeSender
 from switchboard.worker.webhooks import WebhookDispatcher
 
@@ -269,8 +271,10 @@ class Container:
     vault: Vault
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
+    shares: LimitShares | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
+    _sharing: bool = False
     _wake_listener: WakeListener | None = None
 
     async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
@@ -299,6 +303,11 @@ class Container:
             self._wake_listener.start()
         for driver in self.drivers.values():
             await driver.start(self.sink)
+        if self.shares is not None:  # this worker's share of the cluster-wide limits first
+            with contextlib.suppress(Exception):  # else the loop below retries
+                await self.shares.update()
+            self._tasks.append(asyncio.create_task(self.shares.run(), name="limit-shares"))
+            self._sharing = True
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -336,6 +345,9 @@ class Container:
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
         await self.webhooks.close()
+        if self.shares is not None and self._sharing:
+            await self.shares.leave()
+            self._sharing = False
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
@@ -469,4 +481,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         vault=Vault(keys.data_key),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
+        shares=LimitShares(
+            SqlWorkerPresence(database),
+            [webhooks, *(d for d in drivers.values() if isinstance(d, Shared))],
+            clock,
+            interval_s=settings.worker.presence_interval_s,
+            ttl_s=settings.worker.presence_ttl_s,
+        ),
     )

@@ -137,6 +137,10 @@ class WorkerSettings(_Section):
     max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=5.0, gt=0)
     retry_max_s: float = Field(default=3600.0, gt=0)
+    # Workers beat this often; one unseen for presence_ttl_s no longer holds a share of the
+    # cluster-wide limits (connector TPS, callbacks per endpoint).
+    presence_interval_s: float = Field(default=5.0, gt=0)
+    presence_ttl_s: float = Field(default=15.0, gt=0)
 
 
 class MessagingSettings(_Section):

@@ -94,6 +94,12 @@ class WebhookDispatcher:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def set_share(self, fraction: float) -> None:
+        """Hold this worker to its share of `max_concurrency_per_endpoint` (the live workers
+        divide it; each keeps at least one slot per endpoint)."""
+        cap = self._settings.max_concurrency_per_endpoint
+        self._limit = max(1, int(cap * max(0.0, min(1.0, fraction))))
+
     async def run(self) -> None:
         self._stopping.clear()
         while not self._stopping.is_set():

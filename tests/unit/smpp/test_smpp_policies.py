@@ -116,3 +116,19 @@ def test_smpp_driver_satisfies_the_channel_driver_contract() -> None:
     )
     assert driver.channels == frozenset({Channel.SMS})
     assert not driver.is_available()
+
+
+async def test_a_new_ceiling_moves_a_full_rate_and_caps_a_throttled_one() -> None:
+    bucket = TokenBucket(100)
+    bucket.set_ceiling(50)
+    assert (bucket.rate, bucket.max_rate) == (50, 50)
+    bucket.set_ceiling(100)  # a worker left: back to the whole rate
+    assert bucket.rate == 100
+    bucket.penalise()  # throttled: 50
+    bucket.set_ceiling(80)
+    assert (bucket.rate, bucket.max_rate) == (50, 80)
+    bucket.set_ceiling(20)
+    assert bucket.rate == 20
+    for _ in range(40):
+        bucket.reward()
+    assert bucket.rate == 20

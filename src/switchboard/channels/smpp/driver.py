@@ -304,6 +304,11 @@ class SmppDriver:
         self.counters["parts_sent"] += len(pdus)
         return SendResult(provider_ids=tuple(accepted), segments=segments)
 
+    def set_share(self, fraction: float) -> None:
+        """Send at `fraction` of the connector's TPS: the connector's other workers send the
+        rest (worker/shares.py divides it among the live workers)."""
+        self._bucket.set_ceiling(self.options.tps * max(0.0, min(1.0, fraction)) or 1e-3)
+
     def status(self) -> SmppStatus:
         totals: Counter[str] = Counter(self.counters)
         for session in self._sessions:

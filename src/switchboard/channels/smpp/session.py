@@ -234,6 +234,18 @@ class TokenBucket:
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._now() + seconds)
 
+    def set_ceiling(self, rate: float) -> None:
+        """A new configured rate (this process's share of the connector's TPS); the current
+        rate never exceeds it, and throttling backs off from it as before."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        backed_off = self._rate < self.max_rate  # throttled lately: stay below the new ceiling
+        self.max_rate = rate
+        self.min_rate = min(self.min_rate, rate)
+        self._rate = min(self._rate, rate) if backed_off else rate
+        self._capacity = max(1.0, rate / 10)
+        self._tokens = min(self._tokens, self._capacity)
+
     def penalise(self) -> None:
         self._rate = max(self.min_rate, self._rate / 2)
 

@@ -22,6 +22,7 @@ from switchboard.storage.sql.tables.core import (
     webhook_deliveries,
 )
 from switchboard.storage.sql.tables.integrations import integration_keys
+from switchboard.storage.sql.tables.presence import worker_presence
 
 __all__ = [
     "UtcDateTime",
@@ -44,4 +45,5 @@ __all__ = [
     "verifications",
     "wallets",
     "webhook_deliveries",
+    "worker_presence",
 ]
