@@ -150,7 +150,11 @@ class VerificationService:
             raise InvalidRequestError("email is required when the fallback plan includes EMAIL")
 
         is_test = phone is not None and phone.e164 in self._test_numbers
-        code = self._test_numbers[phone.e164] if is_test else domain.generate_code(code_length)
+        code = (
+            self._test_numbers[phone.e164]
+            if phone and is_test
+            else domain.generate_code(code_length)
+        )
         now = self._clock.now()
         verification_id = domain.new_verification_id()
         record = domain.VerificationRecord(
