@@ -255,7 +255,7 @@ def send_sms_list(
     options: MessageOptions,
     idempotency_key: str | None,
 ) -> Call[models.CampaignAccepted]:
-    """Numbers with their country code (`919876543210`): the spec's `phoneNumbers`."""
+    """Entries as the spec writes them: country code, a space, the number (`91 9876543210`)."""
     if not phone_numbers:
         raise ValueError("phone_numbers is empty")
     params = options.params(message) | {"phoneNumbers": ",".join(phone_numbers)}
