@@ -159,6 +159,8 @@ async def test_each_refusal_is_its_own_exception(serve: Serve) -> None:
     async with AsyncClient(served.url, wrong, clock=served.now) as stranger:
         with pytest.raises(InvalidCustomerIdError):
             await stranger.send_otp("91", NUMBER)
+    # refused once, not asked again: each try counts towards the account's lockout
+    assert (await served.container.accounts.get("C-1")).consecutive_failures == 1
     async with AsyncClient(served.url, token="not-a-token") as bare:
         with pytest.raises(InvalidCustomerIdError) as refused:
             await bare.send_otp("91", NUMBER)
@@ -220,6 +222,15 @@ async def test_a_send_retried_after_a_5xx_is_sent_once(serve: Serve) -> None:
     async with served.client(retries=Retries(attempts=2, backoff_s=0.05)) as api:
         assert (await api.send_otp("91", NUMBER)).verification_id
     assert await served.count(verifications) == 1
+
+
+async def test_a_revoked_token_is_replaced_once_and_the_call_goes_through(serve: Serve) -> None:
+    served = await serve()
+    async with served.client() as api:
+        first = await api.token()
+        await served.container.accounts.revoke_tokens("C-1")
+        assert (await api.send_otp("91", NUMBER)).verification_id
+        assert await api.token() != first
 
 
 async def test_no_answer_at_all_is_a_connection_error_after_bounded_retries() -> None:

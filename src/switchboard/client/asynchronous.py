@@ -188,12 +188,15 @@ class AsyncClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, call: Call[T]) -> T:
+        cached = self._tokens.current(self._clock()) is not None
         try:
             return call.read(await self._json(lambda: self._request(call)))
         except InvalidCustomerIdError:
-            if self._credentials is None:
+            # a token fetched just now was refused: the credentials are wrong (asking again
+            # would only count another failure towards the account's lockout)
+            if self._credentials is None or not cached:
                 raise
-            # the token was revoked or expired early (clock skew): one fresh token, once
+            # the cached token was revoked or expired early (clock skew): one fresh token, once
             self._tokens.drop()
             return call.read(await self._json(lambda: self._request(call)))
 

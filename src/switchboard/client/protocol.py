@@ -60,10 +60,13 @@ class Retries:
     attempts: int = 3
     backoff_s: float = 0.25
     max_backoff_s: float = 2.0
+    max_retry_after_s: float = 10.0  # a longer Retry-After is the caller's decision, not ours
 
     def pause_s(self, attempt: int, retry_after_s: int | None) -> float:
-        pause = min(self.backoff_s * 2**attempt, self.max_backoff_s)
-        return max(pause, float(retry_after_s)) if retry_after_s else float(pause)
+        pause = float(min(self.backoff_s * 2**attempt, self.max_backoff_s))
+        if retry_after_s:
+            pause = max(pause, min(float(retry_after_s), self.max_retry_after_s))
+        return pause
 
 
 def token_expiry(token: str) -> tuple[float | None, float | None]:

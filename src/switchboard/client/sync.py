@@ -184,12 +184,15 @@ class Client:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _run(self, call: Call[T]) -> T:
+        cached = self._tokens.current(self._clock()) is not None
         try:
             return call.read(self._json(lambda: call.request(self._http, self.token())))
         except InvalidCustomerIdError:
-            if self._credentials is None:
+            # a token fetched just now was refused: the credentials are wrong (asking again
+            # would only count another failure towards the account's lockout)
+            if self._credentials is None or not cached:
                 raise
-            # the token was revoked or expired early (clock skew): one fresh token, once
+            # the cached token was revoked or expired early (clock skew): one fresh token, once
             self._tokens.drop()
             return call.read(self._json(lambda: call.request(self._http, self.token())))
 
