@@ -41,10 +41,12 @@ from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
 from switchboard.storage.account_cache import CachedAccountStore
 from switchboard.storage.base import AccountStore
+from switchboard.storage.idempotency import IdempotencyStore
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.idempotency import SqlIdempotencyStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
@@ -269,6 +271,7 @@ class Container:
     integration_keys: IntegrationKeyService
     partners: PartnerCredentials
     vault: Vault
+    idempotency: IdempotencyStore
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
@@ -318,6 +321,7 @@ class Container:
                 await self.verification.expire_due()
                 await self.queue.rematch_parked(self.clock.now())
                 await self.messaging.sweep_abandoned_campaigns()
+                await self.idempotency.purge_expired(self.clock.now())
             except Exception:  # a database hiccup: try again next round
                 log.exception("housekeeping failed")
             await asyncio.sleep(5)
@@ -352,6 +356,10 @@ class Container:
             await self.pg_wake.close()
         await self.database.dispose()
         self._started = False
+
+
+def build_idempotency(database: Database) -> IdempotencyStore:
+    return SqlIdempotencyStore(database)
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -479,6 +487,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         integration_keys=integration_keys,
         partners=PartnerCredentials(accounts, integration_keys),
         vault=Vault(keys.data_key),
+        idempotency=build_idempotency(database),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         shares=LimitShares(

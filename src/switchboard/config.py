@@ -245,6 +245,17 @@ class RouteSettings(_Section):
     )
 
 
+class IdempotencySettings(_Section):
+    """`Idempotency-Key` on the sends (api/idempotency.py, ADR 0018)."""
+
+    ttl_s: int = Field(default=86_400, ge=60)  # how long a key and its answer are kept
+    # A request holding a key renews this lease while it runs; a key whose lease lapsed (its
+    # process died) is free for a retry.
+    lease_s: float = Field(default=30.0, ge=1)
+    # How long a duplicate waits for the first request's answer before a 409 "in progress"
+    wait_s: float = Field(default=30.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -269,6 +280,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
+    idempotency: IdempotencySettings = IdempotencySettings()
 
     @field_validator("database_url")
     @classmethod

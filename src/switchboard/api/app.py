@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from switchboard.api import envelope
 from switchboard.api.access_log import AccessLogMiddleware
 from switchboard.api.hot_routes import HotRoutes
+from switchboard.api.idempotency import Idempotency
 from switchboard.api.routes import (
     auth,
     health,
@@ -113,6 +114,8 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
         },
     }
     app.add_middleware(HotRoutes, routes=hot, error_handlers=app.exception_handlers)
+    # outside the hot routes, so it covers them; inside the access log, which sees replays
+    app.add_middleware(Idempotency, container=container)
     app.add_middleware(AccessLogMiddleware, enabled=container.settings.server.access_log)
     app.include_router(auth.router)
     app.include_router(verification.router)

@@ -1,4 +1,4 @@
-"""`switchboard serve | worker | db upgrade | customers … | keys … | outbox | smsc-sim`."""
+"""`switchboard serve | worker | db upgrade | customers … | keys … | send … | verify | outbox | smsc-sim`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import typer
 from switchboard.cli import billing as billing_cli
 from switchboard.cli.bounces import bounces_app
 from switchboard.cli.keys import keys_app
+from switchboard.cli.sends import send_app, verify
 from switchboard.config import Settings, load_settings
 from switchboard.errors import ConfigurationError, SwitchboardError
 from switchboard.observability import configure_logging
@@ -37,6 +38,8 @@ app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(billing_cli.prices_app, name="prices")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bounces_app, name="bounces")
+app.add_typer(send_app, name="send")
+app.command("verify")(verify)
 customers_app.command("topup")(billing_cli.customers_topup)
 customers_app.command("wallet")(billing_cli.customers_wallet)
 

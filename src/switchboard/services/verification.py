@@ -21,7 +21,12 @@ from switchboard.domain.messages import (
     MessageType,
     parse_flow_type,
 )
-from switchboard.domain.phone import PhoneNumber, is_blocked_for_otp, parse_phone
+from switchboard.domain.phone import (
+    PhoneNumber,
+    is_blocked_for_otp,
+    normalise_country_code,
+    parse_phone,
+)
 from switchboard.errors import (
     AlreadyVerifiedError,
     InvalidCountryCodeError,
@@ -120,29 +125,36 @@ class VerificationService:
         _check_language(request.lang_id)
         code_length = domain.parse_code_length(request.otp_length, policy.code_length)
         timeout_s = domain.parse_timeout(request.otp_timeout, policy.timeout_s)
-        phone = self._phone(request.country_code, request.mobile_number)
-        if (
-            policy.allowed_countries is not None
-            and phone.country_code not in policy.allowed_countries
-        ):
-            raise InvalidCountryCodeError(
-                f"country code {phone.country_code} is not enabled for this account"
-            )
         email = (request.email or "").strip() or None
         if channel is Channel.EMAIL and (email is None or not _EMAIL.match(email)):
             raise InvalidRequestError("email is required (a valid address) for flowType EMAIL")
         if email is not None and not _EMAIL.match(email):
             raise InvalidRequestError(f"email '{email}' is not a valid address")
+        phone = self._recipient_phone(channel, request)
+        if (
+            phone is not None
+            and policy.allowed_countries is not None
+            and phone.country_code not in policy.allowed_countries
+        ):
+            raise InvalidCountryCodeError(
+                f"country code {phone.country_code} is not enabled for this account"
+            )
         fallback = (
             domain.parse_fallback(request.fallback, channel)
             if request.fallback
             else tuple(c for c in policy.fallback if c is not channel)
         )
+        if phone is None:
+            fallback = _email_only_fallback(fallback, explicit=bool(request.fallback))
         if Channel.EMAIL in fallback and email is None:
             raise InvalidRequestError("email is required when the fallback plan includes EMAIL")
 
-        is_test = phone.e164 in self._test_numbers
-        code = self._test_numbers[phone.e164] if is_test else domain.generate_code(code_length)
+        is_test = phone is not None and phone.e164 in self._test_numbers
+        code = (
+            self._test_numbers[phone.e164]
+            if phone and is_test
+            else domain.generate_code(code_length)
+        )
         now = self._clock.now()
         verification_id = domain.new_verification_id()
         record = domain.VerificationRecord(
@@ -150,9 +162,10 @@ class VerificationService:
             account_id=account.id,
             transaction_id=str(uuid.uuid4()),
             channel=channel,
-            country_code=phone.country_code,
-            mobile_number=phone.national_number,
-            destination=phone.e164,
+            country_code=phone.country_code if phone else "",
+            mobile_number=phone.national_number if phone else "",
+            # the key of the per-recipient lock, limits and cooldown
+            destination=phone.e164 if phone else _normalised_address(email),
             code_hash=domain.hash_code(self._pepper, verification_id, code),
             status=domain.VerificationStatus.PENDING,
             attempts=0,
@@ -164,7 +177,8 @@ class VerificationService:
             fallback=fallback,
             is_test=is_test,
         )
-        sender = policy.sender_ids.get(phone.country_code) or policy.sender_ids.get("*")
+        country = phone.country_code if phone else ""
+        sender = policy.sender_ids.get(country) or policy.sender_ids.get("*")
         outbound = [
             self._message(record, step, step_channel, code, phone, email, sender, policy)
             for step, step_channel in enumerate((channel, *fallback))
@@ -174,6 +188,15 @@ class VerificationService:
         await self._store.start_verification(record, len(code), outbound, limits, now)
         self._on_queued()
         return Started(verification=record, sender=sender if channel is Channel.SMS else None)
+
+    def _recipient_phone(self, channel: Channel, request: SendRequest) -> PhoneNumber | None:
+        """The number to send to; None for an e-mailed code without one (the address is all
+        an e-mail verification needs)."""
+        if channel is Channel.EMAIL and not (request.mobile_number or "").strip():
+            if (request.country_code or "").strip():
+                normalise_country_code(request.country_code)  # given by habit: still checked
+            return None
+        return self._phone(request.country_code, request.mobile_number)
 
     def _phone(self, country_code: str | None, mobile_number: str | None) -> PhoneNumber:
         try:
@@ -208,7 +231,7 @@ class VerificationService:
         step: int,
         channel: Channel,
         code: str,
-        phone: PhoneNumber,
+        phone: PhoneNumber | None,
         email: str | None,
         sender: str | None,
         policy: AccountPolicy,
@@ -219,6 +242,7 @@ class VerificationService:
             subject, text, html = domain.otp_email(code, policy.brand, record.timeout_s)
             destination = email
         else:
+            assert phone is not None  # _email_only_fallback keeps phone channels out
             text = domain.otp_text(code, policy.brand, record.timeout_s, policy.app_hash)
             destination = phone.e164
         return MessageRecord(
@@ -230,7 +254,7 @@ class VerificationService:
             message_type=MessageType.OTP,
             status=MessageStatus.QUEUED if step == 0 else MessageStatus.HELD,
             destination=destination,
-            country_code=phone.country_code,
+            country_code=record.country_code,
             sender=sender if channel is Channel.SMS else None,
             body=text,
             otp_code=code,
@@ -287,6 +311,24 @@ class VerificationService:
 
     async def expire_due(self) -> list[domain.VerificationRecord]:
         return await self._store.expire_due(self._clock.now())
+
+
+def _normalised_address(email: str | None) -> str:
+    """One address, one set of limits: `Ana@Example.com` and `ana@example.com` are one inbox
+    for every mail system in practice."""
+    assert email is not None
+    return email.strip().lower()
+
+
+def _email_only_fallback(plan: tuple[Channel, ...], *, explicit: bool) -> tuple[Channel, ...]:
+    """Without a number only e-mail can follow: an asked-for phone channel is an error, the
+    account's default plan keeps its e-mail steps only."""
+    phone_channels = [c for c in plan if c is not Channel.EMAIL]
+    if explicit and phone_channels:
+        raise InvalidRequestError(
+            f"mobileNumber is required for the fallback channel {phone_channels[0].value}"
+        )
+    return tuple(c for c in plan if c is Channel.EMAIL)
 
 
 def _check_language(lang_id: str | None) -> None:

@@ -1,7 +1,7 @@
 """worker_presence: live delivery workers, among which cluster-wide limits are divided
 
 Revision ID: 0015
-Revises: 0006
+Revises: 0014
 Create Date: 2026-12-02 17:50:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import switchboard.storage.sql.tables
 
 revision = "0015"
-down_revision = "0006"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

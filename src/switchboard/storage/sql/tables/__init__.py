@@ -21,6 +21,7 @@ from switchboard.storage.sql.tables.core import (
     wallets,
     webhook_deliveries,
 )
+from switchboard.storage.sql.tables.idempotency import idempotency_keys
 from switchboard.storage.sql.tables.integrations import integration_keys
 from switchboard.storage.sql.tables.presence import worker_presence
 
@@ -29,6 +30,7 @@ __all__ = [
     "accounts",
     "billing_usage",
     "campaigns",
+    "idempotency_keys",
     "inbound_messages",
     "integration_keys",
     "ledger_entries",

@@ -1,0 +1,105 @@
+"""E-mailed codes and MessageNow e-mails with an address only: no countryCode, no mobileNumber."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import sqlalchemy as sa
+from tests.e2e.conftest import eventually
+
+from switchboard.bootstrap import Container
+from switchboard.clock import FrozenClock
+from switchboard.storage.sql.tables import verifications
+from switchboard.testing.client import MessageCentralClient
+
+ADDRESS = "ana@example.com"
+
+
+async def _send_email_otp(mc: MessageCentralClient, **params: str) -> httpx.Response:
+    query = {"flowType": "EMAIL", "email": ADDRESS, **params}
+    return await mc.http.post("/verification/v3/send", params=query, headers=mc.headers())
+
+
+async def _code_sent_to(mc: MessageCentralClient, address: str) -> str:
+    found: list[str] = []
+
+    async def arrived() -> bool:
+        for entry in await mc.outbox():
+            match = re.search(r"\b(\d{4,8})\b", entry["text"])
+            if entry["destination"] == address and match:
+                found.append(match.group(1))
+        return bool(found)
+
+    await eventually(arrived)
+    return found[-1]
+
+
+async def test_email_otp_needs_only_the_address_and_validates(
+    mc: MessageCentralClient, container: Container
+) -> None:
+    response = await _send_email_otp(mc)
+    body = response.json()
+    assert body["responseCode"] == 200, body
+    data = body["data"]
+    assert data["mobileNumber"] == ""  # a string still, for clients that type it as one
+    code = await _code_sent_to(mc, ADDRESS)
+    checked = (await mc.validate(data["verificationId"], code)).json()
+    assert checked["responseCode"] == 200, checked
+    assert checked["data"]["verificationStatus"] == "VERIFICATION_COMPLETED"
+    async with container.database.read() as connection:
+        row = (await connection.execute(sa.select(verifications))).one()
+    assert (row.destination, row.country_code, row.mobile_number) == (ADDRESS, "", "")
+
+
+async def test_email_otp_cooldown_applies_per_address_whatever_its_case(
+    mc: MessageCentralClient, clock: FrozenClock
+) -> None:
+    assert (await _send_email_otp(mc)).json()["responseCode"] == 200
+    again = (await _send_email_otp(mc, email="Ana@Example.COM")).json()
+    assert again["responseCode"] == 506, again
+    other = (await _send_email_otp(mc, email="bo@example.com")).json()
+    assert other["responseCode"] == 200, other
+    clock.advance(31)
+    assert (await _send_email_otp(mc)).json()["responseCode"] == 200
+
+
+async def test_email_otp_with_a_habitual_country_code_but_no_number_is_accepted(
+    mc: MessageCentralClient,
+) -> None:
+    body = (await _send_email_otp(mc, countryCode="91")).json()
+    assert body["responseCode"] == 200, body
+    bad = (await _send_email_otp(mc, countryCode="999", email="x@example.com")).json()
+    assert bad["responseCode"] == 511, bad
+
+
+async def test_email_otp_without_a_number_refuses_a_phone_fallback(
+    mc: MessageCentralClient,
+) -> None:
+    body = (await _send_email_otp(mc, fallback="SMS")).json()
+    assert body["responseCode"] == 400
+    assert "mobileNumber is required for the fallback channel SMS" in body["errorMessage"]
+
+
+async def test_email_otp_without_an_address_still_says_email_is_required(
+    mc: MessageCentralClient,
+) -> None:
+    body = (await _send_email_otp(mc, email="")).json()
+    assert body["responseCode"] == 400
+    assert "email is required" in body["errorMessage"]
+
+
+async def test_messagenow_email_needs_only_the_address(mc: MessageCentralClient) -> None:
+    params = {
+        "type": "SMS", "flowType": "EMAIL", "email": "news@example.com",
+        "subject": "Hello", "message": "Your order shipped",
+    }  # fmt: skip
+    response = await mc.http.post("/verification/v3/send", params=params, headers=mc.headers())
+    body = response.json()
+    assert body["responseCode"] == 200, body
+    assert body["data"]["messageId"]
+
+    async def delivered() -> bool:
+        return any(e["destination"] == "news@example.com" for e in await mc.outbox())
+
+    await eventually(delivered)
