@@ -30,6 +30,7 @@ from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.integrations.pipedrive.service import PipedriveApp
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -48,6 +49,7 @@ from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
+from switchboard.storage.sql.pipedrive import SqlPipedriveStore
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
@@ -271,6 +273,7 @@ class Container:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
     _wake_listener: WakeListener | None = None
+    pipedrive: PipedriveApp | None = None
 
     async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
         if self._started:
@@ -301,6 +304,8 @@ class Container:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.pipedrive is not None:
+            self._tasks.append(asyncio.create_task(self.pipedrive.run_notes(), name="pd-notes"))
 
     async def _housekeeping(self) -> None:
         while True:
@@ -334,10 +339,45 @@ class Container:
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
         await self.webhooks.close()
+        if self.pipedrive is not None:
+            await self.pipedrive.close()
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
         self._started = False
+
+
+def build_pipedrive(
+    settings: Settings,
+    database: Database,
+    keys: Secrets,
+    clock: Clock,
+    *,
+    messaging: MessagingService,
+    accounts: AccountService,
+    partners: PartnerCredentials,
+    currency: Currency,
+) -> PipedriveApp | None:
+    """The Pipedrive app, when `[integrations.pipedrive]` is configured."""
+    options = settings.integrations.pipedrive
+    if options is None:
+        return None
+    from switchboard.integrations.pipedrive.client import PipedriveClient
+    from switchboard.integrations.pipedrive.sessions import PageAuthenticator
+    from switchboard.integrations.pipedrive.tokens import CompanyTokens
+
+    store = SqlPipedriveStore(database)
+    client = PipedriveClient(options)
+    pages = PageAuthenticator(
+        extension_secret=options.extension_secret,
+        form_key=derive_key(keys.data_key, "pipedrive page sessions"),
+        clock=clock,
+    )
+    return PipedriveApp(
+        options, store, CompanyTokens(store, Vault(keys.data_key), client, clock), client,
+        messaging=messaging, accounts=accounts, partners=partners, clock=clock,
+        currency=currency, pages=pages,
+    )  # fmt: skip
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -437,6 +477,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         on_queued=wake_dispatcher,
         pricing=billing,
     )
+    partners = PartnerCredentials(accounts, integration_keys)
     return Container(
         settings=settings,
         clock=clock,
@@ -462,8 +503,18 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         webhooks=webhooks,
         billing=billing,
         integration_keys=integration_keys,
-        partners=PartnerCredentials(accounts, integration_keys),
+        partners=partners,
         vault=Vault(keys.data_key),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
+        pipedrive=build_pipedrive(
+            settings,
+            database,
+            keys,
+            clock,
+            messaging=messaging,
+            accounts=accounts,
+            partners=partners,
+            currency=billing.currency,
+        ),
     )

@@ -22,6 +22,12 @@ from switchboard.storage.sql.tables.core import (
     webhook_deliveries,
 )
 from switchboard.storage.sql.tables.integrations import integration_keys
+from switchboard.storage.sql.tables.pipedrive import (
+    pipedrive_campaigns,
+    pipedrive_companies,
+    pipedrive_notes,
+    pipedrive_recipients,
+)
 
 __all__ = [
     "UtcDateTime",
@@ -36,6 +42,10 @@ __all__ = [
     "messages",
     "metadata",
     "parked_receipts",
+    "pipedrive_campaigns",
+    "pipedrive_companies",
+    "pipedrive_notes",
+    "pipedrive_recipients",
     "price_rules",
     "sandbox_outbox",
     "timestamp_column",
