@@ -356,6 +356,7 @@ def build_pipedrive(
     messaging: MessagingService,
     accounts: AccountService,
     partners: PartnerCredentials,
+    vault: Vault,
     currency: Currency,
 ) -> PipedriveApp | None:
     """The Pipedrive app, when `[integrations.pipedrive]` is configured."""
@@ -374,7 +375,7 @@ def build_pipedrive(
         clock=clock,
     )
     return PipedriveApp(
-        options, store, CompanyTokens(store, Vault(keys.data_key), client, clock), client,
+        options, store, CompanyTokens(store, vault, client, clock), client,
         messaging=messaging, accounts=accounts, partners=partners, clock=clock,
         currency=currency, pages=pages,
     )  # fmt: skip
@@ -478,6 +479,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         pricing=billing,
     )
     partners = PartnerCredentials(accounts, integration_keys)
+    vault = Vault(keys.data_key)
     return Container(
         settings=settings,
         clock=clock,
@@ -504,7 +506,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         billing=billing,
         integration_keys=integration_keys,
         partners=partners,
-        vault=Vault(keys.data_key),
+        vault=vault,
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         pipedrive=build_pipedrive(
@@ -515,6 +517,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             messaging=messaging,
             accounts=accounts,
             partners=partners,
+            vault=vault,
             currency=billing.currency,
         ),
     )
