@@ -7,14 +7,17 @@ import csv
 import io
 
 import sqlalchemy as sa
+from tests.conftest import SettingsFactory
 from tests.e2e.conftest import eventually
-from tests.e2e.pipedrive.conftest import CALLBACK, App, cell
+from tests.e2e.pipedrive.conftest import CALLBACK, App, cell, start_app
 
+from switchboard.clock import FrozenClock
 from switchboard.integrations.pipedrive.client import PipedriveClient
 from switchboard.integrations.pipedrive.tokens import CompanyTokens, seal_context
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.pipedrive import SqlPipedriveStore
 from switchboard.storage.sql.tables import pipedrive_companies
+from switchboard.testing.pipedrive_peer import PipedrivePeer
 from switchboard.vault import Vault
 
 
@@ -245,3 +248,24 @@ async def test_notes_wait_out_a_pipedrive_outage_and_the_sms_is_not_held(app: Ap
         return len(app.peer.notes) == 1
 
     await eventually(logged)
+
+
+async def test_the_preview_quotes_the_price_while_billing_is_on(
+    make_settings: SettingsFactory, clock: FrozenClock, pipedrive: PipedrivePeer
+) -> None:
+    built, http = await start_app(
+        make_settings, clock, pipedrive, billing={"enabled": True, "default_price": "0.01"}
+    )
+    app = App(built, http, pipedrive, clock)
+    try:
+        first = pipedrive.add_person("Asha", "+91 98765 43210")
+        second = pipedrive.add_person("Ravi", "+91 98765 43211")
+        await app.save_settings(await app.install())
+        _, preview = await app.compose([first, second], "Ünïcode ✓ " * 10)
+        assert preview.status_code == 200, preview.text
+        assert cell(preview, "encoding") == "UCS2"
+        assert cell(preview, "segments") == "4"  # 100 UCS-2 characters: 2 parts each
+        assert cell(preview, "price") == "0.0400 USD"
+    finally:
+        await http.aclose()
+        await built.stop()

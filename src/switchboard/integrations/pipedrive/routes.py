@@ -121,6 +121,8 @@ async def uninstall(request: Request) -> Response:
         company_id = str(body["company_id"])
     except (ValueError, KeyError, TypeError):
         return JSONResponse({"success": False, "error": "company_id is required"}, 400)
+    if str(body.get("client_id", app.settings.client_id)) != app.settings.client_id:
+        return JSONResponse({"success": False, "error": "not this app's client_id"}, 400)
     removed = await app.uninstall(company_id)
     return JSONResponse({"success": True, "removed": removed})
 
