@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from datetime import timedelta
 
 import sqlalchemy as sa
 from tests.conftest import SettingsFactory
 from tests.e2e.conftest import eventually
 from tests.e2e.pipedrive.conftest import CALLBACK, App, cell, start_app
 
+from switchboard.bootstrap import Container
 from switchboard.clock import FrozenClock
 from switchboard.integrations.pipedrive.client import PipedriveClient
+from switchboard.integrations.pipedrive.store import NoteJob
 from switchboard.integrations.pipedrive.tokens import CompanyTokens, seal_context
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.pipedrive import SqlPipedriveStore
@@ -269,3 +272,32 @@ async def test_the_preview_quotes_the_price_while_billing_is_on(
     finally:
         await http.aclose()
         await built.stop()
+
+
+async def test_two_workers_never_claim_the_same_note(
+    container: Container, database_url: str
+) -> None:
+    """Without the Pipedrive app configured: no notes loop of its own takes part."""
+    now = container.clock.now()
+    jobs = [NoteJob(id=f"note-{n:02d}", company_id="7001", person_id=str(n), content="SMS",
+                    attempts=0) for n in range(40)]  # fmt: skip
+    databases = [Database(database_url), Database(database_url)]
+    stores = [SqlPipedriveStore(db) for db in databases]
+    try:
+        await stores[0].add_notes(jobs, now)
+        lease = now + timedelta(minutes=5)
+        first, second = await asyncio.gather(
+            *(store.claim_notes(now, 30, lease) for store in stores)
+        )
+        rest = await stores[0].claim_notes(now, 50, lease)
+        again = await stores[1].claim_notes(now, 50, lease)
+        later = await stores[1].claim_notes(lease + timedelta(seconds=1), 50, lease)
+    finally:
+        for db in databases:
+            await db.dispose()
+    # Racing, a worker may get fewer (PostgreSQL: the loser's conditional UPDATEs match
+    # nothing once the winner commits), but never a note the other one has.
+    claimed = [j.id for j in first + second + rest]
+    assert len(claimed) == len(set(claimed)) == 40
+    assert again == []  # all leased
+    assert len(later) == 40  # the leases ran out: due again

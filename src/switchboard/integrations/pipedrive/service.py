@@ -41,6 +41,7 @@ log = get_logger("switchboard.pipedrive")
 
 CALLBACK_PATH: Final = "/integrations/pipedrive/callback"
 _NOTE_BATCH: Final = 50
+_NOTE_LEASE: Final = timedelta(minutes=5)  # a worker that dies mid-batch: posted again after
 _NOTE_BACKOFF_S: Final = (10, 60, 300, 1800, 3600, 3600 * 6, 3600 * 12)
 _MESSAGE_TYPES: Final = ("TRANSACTIONAL", "PROMOTIONAL")
 
@@ -367,7 +368,8 @@ class PipedriveApp:
 
     async def log_due_notes(self) -> int:
         """Post the due notes to Pipedrive; failures are retried with backoff, then recorded."""
-        jobs = await self._store.due_notes(self._clock.now(), _NOTE_BATCH)
+        now = self._clock.now()
+        jobs = await self._store.claim_notes(now, _NOTE_BATCH, now + _NOTE_LEASE)
         for job in jobs:
             try:
                 await self._tokens.call(job.company_id, _note_action(self._client, job))

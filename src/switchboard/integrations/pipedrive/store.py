@@ -126,8 +126,9 @@ class PipedriveStore(Protocol):
 
     async def add_notes(self, jobs: Sequence[NoteJob], now: datetime) -> None: ...
 
-    async def due_notes(self, now: datetime, limit: int) -> list[NoteJob]:
-        """Notes not yet logged whose next attempt is due (oldest first)."""
+    async def claim_notes(self, now: datetime, limit: int, lease_until: datetime) -> list[NoteJob]:
+        """Due notes not yet logged (oldest first), each claimed until `lease_until` so that
+        another worker does not post it too; a claim that runs out makes it due again."""
 
     async def settle_note(
         self,

@@ -263,27 +263,33 @@ class SqlPipedriveStore:
                 ],
             )  # fmt: skip
 
-    async def due_notes(self, now: datetime, limit: int) -> list[NoteJob]:
-        async with self._db.read() as connection:
+    async def claim_notes(self, now: datetime, limit: int, lease_until: datetime) -> list[NoteJob]:
+        claimed: list[NoteJob] = []
+        async with self._db.write() as connection:
             rows = (
                 await connection.execute(
                     sa.select(
-                        _notes.id,
-                        _notes.company_id,
-                        _notes.person_id,
-                        _notes.content,
-                        _notes.attempts,
+                        _notes.id, _notes.company_id, _notes.person_id, _notes.content,
+                        _notes.attempts, _notes.due_at,
                     )
                     .where(_notes.done_at.is_(None), _notes.due_at <= now)
                     .order_by(_notes.due_at, _notes.id)
                     .limit(limit)
                 )
-            ).all()
-        return [
-            NoteJob(id=r.id, company_id=r.company_id, person_id=r.person_id, content=r.content,
-                    attempts=r.attempts)
-            for r in rows
-        ]  # fmt: skip
+            ).all()  # fmt: skip
+            for r in rows:
+                # conditional on the due time read: of two workers, one moves it first
+                taken = await connection.execute(
+                    pipedrive_notes.update()
+                    .where(_notes.id == r.id, _notes.due_at == r.due_at, _notes.done_at.is_(None))
+                    .values(due_at=lease_until)
+                )
+                if taken.rowcount:
+                    claimed.append(
+                        NoteJob(id=r.id, company_id=r.company_id, person_id=r.person_id,
+                                content=r.content, attempts=r.attempts)
+                    )  # fmt: skip
+        return claimed
 
     async def settle_note(
         self, job_id: str, *, done: bool, error: str | None, retry_at: datetime | None,
