@@ -30,6 +30,7 @@ from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.integrations.pipedrive.service import PipedriveApp
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -50,6 +51,7 @@ from switchboard.storage.sql.idempotency import SqlIdempotencyStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
+from switchboard.storage.sql.pipedrive import SqlPipedriveStore
 from switchboard.storage.sql.presence import SqlWorkerPresence
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
@@ -279,6 +281,7 @@ class Container:
     _started: bool = False
     _sharing: bool = False
     _wake_listener: WakeListener | None = None
+    pipedrive: PipedriveApp | None = None
 
     async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
         if self._started:
@@ -314,6 +317,8 @@ class Container:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.pipedrive is not None:
+            self._tasks.append(asyncio.create_task(self.pipedrive.run_notes(), name="pd-notes"))
 
     async def _housekeeping(self) -> None:
         while True:
@@ -352,6 +357,8 @@ class Container:
         if self.shares is not None and self._sharing:
             await self.shares.leave()
             self._sharing = False
+        if self.pipedrive is not None:
+            await self.pipedrive.close()
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
@@ -360,6 +367,40 @@ class Container:
 
 def build_idempotency(database: Database) -> IdempotencyStore:
     return SqlIdempotencyStore(database)
+
+
+def build_pipedrive(
+    settings: Settings,
+    database: Database,
+    keys: Secrets,
+    clock: Clock,
+    *,
+    messaging: MessagingService,
+    accounts: AccountService,
+    partners: PartnerCredentials,
+    vault: Vault,
+    currency: Currency,
+) -> PipedriveApp | None:
+    """The Pipedrive app, when `[integrations.pipedrive]` is configured."""
+    options = settings.integrations.pipedrive
+    if options is None:
+        return None
+    from switchboard.integrations.pipedrive.client import PipedriveClient
+    from switchboard.integrations.pipedrive.sessions import PageAuthenticator
+    from switchboard.integrations.pipedrive.tokens import CompanyTokens
+
+    store = SqlPipedriveStore(database)
+    client = PipedriveClient(options)
+    pages = PageAuthenticator(
+        extension_secret=options.extension_secret,
+        form_key=derive_key(keys.data_key, "pipedrive page sessions"),
+        clock=clock,
+    )
+    return PipedriveApp(
+        options, store, CompanyTokens(store, vault, client, clock), client,
+        messaging=messaging, accounts=accounts, partners=partners, clock=clock,
+        currency=currency, pages=pages,
+    )  # fmt: skip
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -460,6 +501,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         on_queued=wake_dispatcher,
         pricing=billing,
     )
+    partners = PartnerCredentials(accounts, integration_keys)
+    vault = Vault(keys.data_key)
     return Container(
         settings=settings,
         clock=clock,
@@ -485,8 +528,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         webhooks=webhooks,
         billing=billing,
         integration_keys=integration_keys,
-        partners=PartnerCredentials(accounts, integration_keys),
-        vault=Vault(keys.data_key),
+        partners=partners,
+        vault=vault,
         idempotency=build_idempotency(database),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
@@ -496,5 +539,16 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             clock,
             interval_s=settings.worker.presence_interval_s,
             ttl_s=settings.worker.presence_ttl_s,
+        ),
+        pipedrive=build_pipedrive(
+            settings,
+            database,
+            keys,
+            clock,
+            messaging=messaging,
+            accounts=accounts,
+            partners=partners,
+            vault=vault,
+            currency=billing.currency,
         ),
     )

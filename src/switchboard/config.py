@@ -220,6 +220,40 @@ class BillingSettings(_Section):
         return self
 
 
+class PipedriveSettings(_Section):
+    """The Pipedrive Marketplace app an operator registers in Pipedrive's Developer Hub."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    # signs the `token` JWT of link actions; Pipedrive's default is the client secret
+    jwt_secret: str | None = None
+    oauth_base_url: str = "https://oauth.pipedrive.com"
+    # the API is called on each company's `api_domain`; this is only the fallback when a token
+    # response lacks one
+    api_base_url: str = "https://api.pipedrive.com"
+    # where Pipedrive reaches this server, e.g. https://sms.example.com (the OAuth redirect_uri
+    # is this + /integrations/pipedrive/callback)
+    public_url: str = "http://127.0.0.1:8080"
+    timeout_s: float = Field(default=15.0, gt=0)
+    max_recipients: int = Field(default=1000, ge=1, le=100_000)
+    # a 429's Retry-After is honoured up to this long, this many times per request
+    max_retry_after_s: float = Field(default=30.0, ge=0)
+    max_rate_limit_retries: int = Field(default=5, ge=0)
+    # notes logged on persons: retried with backoff this many times
+    note_attempts: int = Field(default=8, ge=1)
+    note_poll_s: float = Field(default=2.0, gt=0)
+
+    @property
+    def extension_secret(self) -> str:
+        return self.jwt_secret or self.client_secret
+
+
+class IntegrationsSettings(_Section):
+    """Third-party apps built into Switchboard; each is off until its section is configured."""
+
+    pipedrive: PipedriveSettings | None = None
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -277,6 +311,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     messaging: MessagingSettings = MessagingSettings()
     billing: BillingSettings = BillingSettings()
+    integrations: IntegrationsSettings = IntegrationsSettings()
     logging: LoggingSettings = LoggingSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)

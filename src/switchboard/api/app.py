@@ -27,6 +27,7 @@ from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
 from switchboard.errors import ResponseCode, SwitchboardError
+from switchboard.integrations.pipedrive import routes as pipedrive_routes
 from switchboard.observability import get_logger
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = container
+    app.state.pipedrive = container.pipedrive
     mode = container.settings.api.error_http_status
 
     def error_response(
@@ -126,4 +128,5 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)
+    app.include_router(pipedrive_routes.router)
     return app

@@ -90,6 +90,14 @@ class Accepted:
 _Row = FileRow
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalText:
+    """One recipient of a campaign whose texts the caller rendered (a CRM's own fields)."""
+
+    e164: str
+    text: str
+
+
 class PriceQuoter(Protocol):
     async def quote(
         self,
@@ -380,6 +388,32 @@ class MessagingService:
         finally:
             await reader.close()  # also when the rows were never iterated
 
+    async def send_texts(
+        self, account: Account, request: MessageRequest, texts: Sequence[PersonalText]
+    ) -> Accepted:
+        """A campaign of per-recipient texts, `request.message` being their template.
+
+        Each number and text is checked as a list send's are; the ones that fail are reported
+        in `errors` (index, value, reason) and the rest are sent. `dry_run` quotes only."""
+        common = self._common(account, request)
+        if common.channel is not Channel.SMS:
+            raise InvalidRequestError("per-recipient texts are sent as SMS")
+        if len(texts) > self._settings.max_list_recipients:
+            raise InvalidRequestError(
+                f"at most {self._settings.max_list_recipients} recipients per campaign"
+            )
+        rows: list[_Row] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(texts):
+            try:
+                phone = parse_phone(_country_of(item.e164), item.e164)
+                rows.append((phone.e164, phone.country_code, self._summarise(common, item.text)))
+            except InvalidRequestError as error:
+                errors.append({"index": index, "value": item.e164, "reason": error.message})
+        return await self._campaign(
+            account, request, common, "LIST", _once(rows), total_errors=errors, total=len(texts)
+        )
+
     async def _stage(
         self,
         account: Account,
@@ -596,4 +630,7 @@ def new_numeric_ids(count: int) -> list[int]:
 def _country_of(e164: str) -> str:
     import phonenumbers
 
-    return str(phonenumbers.parse(e164).country_code)
+    try:
+        return str(phonenumbers.parse(e164).country_code)
+    except phonenumbers.NumberParseException:
+        raise InvalidRequestError(f"'{e164}' is not an international number") from None

@@ -23,6 +23,12 @@ from switchboard.storage.sql.tables.core import (
 )
 from switchboard.storage.sql.tables.idempotency import idempotency_keys
 from switchboard.storage.sql.tables.integrations import integration_keys
+from switchboard.storage.sql.tables.pipedrive import (
+    pipedrive_campaigns,
+    pipedrive_companies,
+    pipedrive_notes,
+    pipedrive_recipients,
+)
 from switchboard.storage.sql.tables.presence import worker_presence
 
 __all__ = [
@@ -39,6 +45,10 @@ __all__ = [
     "messages",
     "metadata",
     "parked_receipts",
+    "pipedrive_campaigns",
+    "pipedrive_companies",
+    "pipedrive_notes",
+    "pipedrive_recipients",
     "price_rules",
     "sandbox_outbox",
     "timestamp_column",
