@@ -22,6 +22,7 @@ from switchboard.storage.sql.tables.core import (
     webhook_deliveries,
 )
 from switchboard.storage.sql.tables.integrations import integration_keys
+from switchboard.storage.sql.tables.silent_auth import silent_auth_sessions
 
 __all__ = [
     "UtcDateTime",
@@ -38,6 +39,7 @@ __all__ = [
     "parked_receipts",
     "price_rules",
     "sandbox_outbox",
+    "silent_auth_sessions",
     "timestamp_column",
     "verification_checks",
     "verification_days",
