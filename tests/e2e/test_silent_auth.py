@@ -202,3 +202,174 @@ async def test_a_different_number_falls_back_to_an_sms_whose_code_validates(
     assert "could not confirm the number" in pending["errorMessage"]
     assert (await mc.validate(verification_id, code)).json()["responseCode"] == 200
     assert (await status(mc, verification_id))["status"] == "VERIFIED"
+
+
+async def test_an_operator_failing_at_the_token_endpoint_falls_back_to_sms_at_once(
+    mc: MessageCentralClient, peer: CamaraPeer
+) -> None:
+    peer.device_number = E164
+    data = await send_sauth(mc)
+    async with httpx.AsyncClient() as device:
+        location = (await device.get(data["silentAuth"]["authUrl"])).headers["location"]
+    peer.outage = 503  # the operator goes down between the authorize step and the exchange
+    answer = await mc.http.get(location)
+    assert answer.status_code == 200
+    assert answer.json()["data"]["verified"] is False
+    code = await sms_arrives(mc)
+    assert (await mc.validate(data["verificationId"], code)).json()["responseCode"] == 200
+
+
+async def test_an_operator_unreachable_at_send_time_gets_the_sms_at_once(
+    mc: MessageCentralClient, peer: CamaraPeer
+) -> None:
+    await peer.stop()  # discovery fails: no URL to offer
+    data = await send_sauth(mc)
+    assert data["silentAuth"] == {
+        "available": False,
+        "reason": "the operator's silent authentication is unavailable",
+        "fallback": "SMS",
+    }
+    code = await sms_arrives(mc)
+    assert (await mc.validate(data["verificationId"], code)).json()["responseCode"] == 200
+
+
+async def test_a_replayed_or_unknown_state_is_refused_and_changes_nothing(
+    mc: MessageCentralClient, peer: CamaraPeer
+) -> None:
+    peer.device_number = "+919999999999"
+    data = await send_sauth(mc)
+    async with httpx.AsyncClient() as device:
+        location = (await device.get(data["silentAuth"]["authUrl"])).headers["location"]
+    assert (await mc.http.get(location)).json()["data"]["verified"] is False
+    await sms_arrives(mc)
+    # a replay, even once the operator would now confirm the number, is refused
+    peer.device_number = E164
+    replayed = await mc.http.get(location)
+    assert replayed.status_code == 400
+    assert "already used" in replayed.json()["errorMessage"]
+    forged = await mc.http.get(REDIRECT, params={"code": "x", "state": "not-a-state"})
+    assert forged.status_code == 400
+    assert "unknown, expired or was already used" in forged.json()["errorMessage"]
+    missing = await mc.http.get(REDIRECT, params={"code": "x"})
+    assert missing.status_code == 400
+    assert missing.json()["errorMessage"] == "state is required"
+    assert (await status(mc, data["verificationId"]))["status"] == "PENDING"
+    assert len([r for r in peer.requests if r.path == "/token"]) == 1
+
+
+async def test_a_device_that_never_calls_back_gets_its_sms_when_the_window_ends(
+    mc: MessageCentralClient, peer: CamaraPeer, clock: FrozenClock
+) -> None:
+    data = await send_sauth(mc)
+    verification_id = data["verificationId"]
+    pending = await validate_without_code(mc, verification_id)
+    assert pending["responseCode"] == 702
+    assert "has not completed yet" in pending["errorMessage"]
+    clock.advance(WINDOW_S - 5)
+    # another number's OTP going out proves the dispatcher ran after the clock moved
+    other = await mc.send_otp(mobileNumber="9876543219")
+    assert other.json()["responseCode"] == 200
+    await sms_arrives(mc, "+919876543219")
+    assert all(e["destination"] != E164 for e in await mc.outbox())
+    assert [s["status"] for s in (await status(mc, verification_id))["sends"]] == ["QUEUED"]
+    clock.advance(6)
+    code = await sms_arrives(mc)
+    assert (await mc.validate(verification_id, code)).json()["responseCode"] == 200
+
+
+async def test_a_device_off_mobile_data_is_refused_by_the_operator_and_gets_the_sms(
+    mc: MessageCentralClient, peer: CamaraPeer
+) -> None:
+    peer.device_number = None  # on Wi-Fi: prompt=none cannot identify the subscriber
+    data = await send_sauth(mc)
+    answer = await open_on_mobile_data(mc, data["silentAuth"]["authUrl"])
+    assert answer.json()["data"]["verified"] is False
+    assert "device not on the mobile network" in peer.refusals
+    assert not [r for r in peer.requests if r.path == "/token"]
+    await sms_arrives(mc)
+
+
+async def test_a_number_no_operator_covers_gets_the_sms_with_the_reason(
+    mc: MessageCentralClient, peer: CamaraPeer
+) -> None:
+    response = await mc.send_otp(
+        countryCode="44", mobileNumber="7911123456", flowType="SAUTH", fallback="SMS"
+    )
+    data = response.json()["data"]
+    assert data["silentAuth"] == {
+        "available": False,
+        "reason": "no operator offers silent authentication for this number",
+        "fallback": "SMS",
+    }
+    code = await sms_arrives(mc, "+447911123456")
+    assert (await mc.validate(data["verificationId"], code)).json()["responseCode"] == 200
+    assert peer.requests == []
+
+
+async def test_a_client_assertion_signed_with_another_key_is_refused_by_the_operator(
+    make_settings: SettingsFactory,
+    clock: FrozenClock,
+    peer: CamaraPeer,
+    tmp_path: Path,
+    start_api: Any,
+) -> None:
+    forged = write_key(tmp_path / "forged.pem", ec.generate_private_key(ec.SECP256R1()))
+    mc = await start_api(silent_container(make_settings, clock, peer, forged))
+    peer.device_number = E164  # the right phone: only the client authentication is wrong
+    data = await send_sauth(mc)
+    answer = await open_on_mobile_data(mc, data["silentAuth"]["authUrl"])
+    assert answer.json()["data"]["verified"] is False
+    assert peer.refusals == ["client assertion rejected: InvalidSignatureError"]
+    assert peer.verified_bodies == []
+    await sms_arrives(mc)
+
+
+async def test_a_hashed_number_with_an_rsa_key_completes_the_verification(
+    make_settings: SettingsFactory, clock: FrozenClock, tmp_path: Path, start_api: Any
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    operator = CamaraPeer(
+        client_id=CLIENT_ID,
+        public_key=key.public_key(),
+        redirect_uris=(REDIRECT,),
+        device_number=E164,
+    )
+    await operator.start()
+    try:
+        key_file = write_key(tmp_path / "rsa.pem", key)
+        mc = await start_api(
+            silent_container(make_settings, clock, operator, key_file, hashed=True, key_id="k1")
+        )
+        data = await send_sauth(mc)
+        answer = await open_on_mobile_data(mc, data["silentAuth"]["authUrl"])
+        assert answer.json()["data"]["verified"] is True, operator.refusals
+        digest = hashlib.sha256(E164.encode()).hexdigest()
+        assert operator.verified_bodies == [{"hashedPhoneNumber": digest}]
+        body = await validate_without_code(mc, data["verificationId"])
+        assert body["data"]["verificationStatus"] == "VERIFICATION_COMPLETED"
+    finally:
+        await operator.stop()
+
+
+async def test_validate_without_a_code_on_an_sms_verification_still_wants_the_code(
+    mc: MessageCentralClient,
+) -> None:
+    sent = (await mc.send_otp(mobileNumber=NUMBER)).json()["data"]
+    body = await validate_without_code(mc, sent["verificationId"])
+    assert body["responseCode"] == 400
+    assert body["errorMessage"] == "code is required"
+
+
+async def test_a_code_validated_verification_is_not_reported_as_silently_completed(
+    mc: MessageCentralClient, peer: CamaraPeer, clock: FrozenClock
+) -> None:
+    data = await send_sauth(mc)
+    clock.advance(WINDOW_S + 1)
+    code = await sms_arrives(mc)
+    assert (await mc.validate(data["verificationId"], code)).json()["responseCode"] == 200
+    assert (await validate_without_code(mc, data["verificationId"]))["responseCode"] == 703
+    # the device arriving late finds the verification ended: nothing changes, no SMS resent
+    peer.device_number = E164
+    answer = await open_on_mobile_data(mc, data["silentAuth"]["authUrl"])
+    assert answer.json()["data"]["verified"] is False
+    assert len(await mc.outbox()) == 1
