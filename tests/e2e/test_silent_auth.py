@@ -60,9 +60,11 @@ def silent_container(
     clock: FrozenClock,
     peer: CamaraPeer,
     key_file: Path,
+    settings: dict[str, Any] | None = None,
     **operator: Any,
 ) -> Container:
-    settings = make_settings(
+    built = make_settings(
+        **(settings or {}),
         silent_auth={
             "timeout_s": WINDOW_S,
             "redirect_url": REDIRECT,
@@ -77,9 +79,9 @@ def silent_container(
                     **operator,
                 }
             ],
-        }
+        },
     )
-    return build_container(settings, clock=clock)
+    return build_container(built, clock=clock)
 
 
 @pytest.fixture
@@ -373,3 +375,27 @@ async def test_a_code_validated_verification_is_not_reported_as_silently_complet
     answer = await open_on_mobile_data(mc, data["silentAuth"]["authUrl"])
     assert answer.json()["data"]["verified"] is False
     assert len(await mc.outbox()) == 1
+
+
+async def test_a_silently_completed_verification_refunds_its_held_sms(
+    make_settings: SettingsFactory,
+    clock: FrozenClock,
+    peer: CamaraPeer,
+    client_key: ec.EllipticCurvePrivateKey,
+    tmp_path: Path,
+    start_api: Any,
+) -> None:
+    key_file = write_key(tmp_path / "client.pem", client_key)
+    billing = {"billing": {"enabled": True, "currency": "USD", "minor_units": 4}}
+    built = silent_container(make_settings, clock, peer, key_file, billing)
+    mc = await start_api(built)
+    await built.billing.import_prices(["channel,prefix,message_type,price", "SMS,*,*,0.0100"])
+    await built.billing.top_up("C-1", "1.0000", reference="test")
+    peer.device_number = E164
+    data = await send_sauth(mc)
+    held = (await mc.http.get("/api/v1/account/balance", headers=mc.headers())).json()["data"]
+    assert held["held"] == "0.0100"  # the SMS is paid for while it waits
+    answer = await open_on_mobile_data(mc, data["silentAuth"]["authUrl"])
+    assert answer.json()["data"]["verified"] is True
+    after = (await mc.http.get("/api/v1/account/balance", headers=mc.headers())).json()["data"]
+    assert (after["balance"], after["held"]) == ("1.0000", "0.0000")
