@@ -104,7 +104,8 @@ async def send_sauth(mc: MessageCentralClient, **params: str) -> dict[str, Any]:
     response = await mc.send_otp(mobileNumber=NUMBER, flowType="SAUTH", **params)
     body: dict[str, Any] = response.json()
     assert body["responseCode"] == 200, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def open_on_mobile_data(mc: MessageCentralClient, auth_url: str) -> httpx.Response:
