@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -400,3 +401,16 @@ async def test_a_silently_completed_verification_refunds_its_held_sms(
     assert answer.json()["data"]["verified"] is True
     after = (await mc.http.get("/api/v1/account/balance", headers=mc.headers())).json()["data"]
     assert (after["balance"], after["held"]) == ("1.0000", "0.0000")
+
+
+async def test_of_concurrent_callbacks_with_one_state_exactly_one_is_taken(
+    mc: MessageCentralClient, peer: CamaraPeer
+) -> None:
+    peer.device_number = E164
+    data = await send_sauth(mc)
+    async with httpx.AsyncClient() as device:
+        location = (await device.get(data["silentAuth"]["authUrl"])).headers["location"]
+    answers = await asyncio.gather(*(mc.http.get(location) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] + [400] * 7
+    assert len([r for r in peer.requests if r.path == "/token"]) == 1
+    assert (await status(mc, data["verificationId"]))["status"] == "VERIFIED"
