@@ -241,6 +241,7 @@ def build_silent_auth(
     clock: Clock,
     *,
     pepper: bytes,
+    vault: Vault,
     listener: VerificationListener,
     charges: SqlCharges | None,
     wake: Callable[[], None],
@@ -255,6 +256,7 @@ def build_silent_auth(
         NumberVerificationClient(timeout_s=options.http_timeout_s),
         clock,
         pepper=pepper,
+        vault=vault,
         timeout_s=options.timeout_s,
         redirect_url=options.redirect_url,
         on_queued=wake,
@@ -470,6 +472,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         on_queued=wake_dispatcher,
         pricing=billing,
     )
+    vault = Vault(keys.data_key)
     return Container(
         settings=settings,
         clock=clock,
@@ -496,13 +499,14 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         billing=billing,
         integration_keys=integration_keys,
         partners=PartnerCredentials(accounts, integration_keys),
-        vault=Vault(keys.data_key),
+        vault=vault,
         silent_auth=build_silent_auth(
             settings,
             database,
             verification,
             clock,
             pepper=keys.otp_pepper,
+            vault=vault,
             listener=callback_events,
             charges=charges,
             wake=wake_dispatcher,

@@ -168,6 +168,8 @@ async def test_a_matching_number_completes_the_verification_and_no_sms_is_sent(
         "number-verification:verify",
     }
     assert len(query["state"]) >= 40
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43  # base64url of a SHA-256
 
     answer = await open_on_mobile_data(mc, offer["authUrl"])
     assert answer.status_code == 200, answer.text

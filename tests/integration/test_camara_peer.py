@@ -22,6 +22,7 @@ from switchboard.silentauth.operators import Operator
 from switchboard.testing.camara_peer import CamaraPeer
 
 CLIENT_ID = "client-1"
+VERIFIER = "v" * 64
 REDIRECT = "https://switchboard.example/verification/v3/silent/callback"
 NUMBER = "+34666111333"
 
@@ -68,7 +69,9 @@ def operator(key: ec.EllipticCurvePrivateKey, peer: CamaraPeer, tmp_path: Path) 
 
 async def authorization_code(oidc: OidcClient, operator: Operator) -> str:
     discovery = await oidc.discover(operator)
-    url = oidc.authorize_url(operator, discovery, redirect_uri=REDIRECT, state="s1")
+    url = oidc.authorize_url(
+        operator, discovery, redirect_uri=REDIRECT, state="s1", code_verifier=VERIFIER
+    )
     async with httpx.AsyncClient() as device:
         location = (await device.get(url)).headers["location"]
     query = parse_qs(urlsplit(location).query)
@@ -91,6 +94,7 @@ async def token_answer(peer: CamaraPeer, code: str, client_assertion: str) -> ht
                 "grant_type": "authorization_code",
                 "code": code,
                 "redirect_uri": REDIRECT,
+                "code_verifier": VERIFIER,
                 "client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": client_assertion,
             },
@@ -103,14 +107,20 @@ async def test_the_client_checks_a_number_and_each_token_works_once(
     oidc = OidcClient(timeout_s=5, cache_s=60)
     numbers = NumberVerificationClient(timeout_s=5)
     code = await authorization_code(oidc, operator)
-    token = await oidc.exchange_code(operator, code, redirect_uri=REDIRECT, now=datetime.now(UTC))
+    token = await oidc.exchange_code(
+        operator, code, redirect_uri=REDIRECT, code_verifier=VERIFIER, now=datetime.now(UTC)
+    )
     assert await numbers.verify(operator, token, NUMBER) is True
     with pytest.raises(OperatorError, match="HTTP 401"):
         await numbers.verify(operator, token, NUMBER)  # single-use token
     with pytest.raises(OperatorError, match="invalid_grant"):  # single-use code
-        await oidc.exchange_code(operator, code, redirect_uri=REDIRECT, now=datetime.now(UTC))
+        await oidc.exchange_code(
+            operator, code, redirect_uri=REDIRECT, code_verifier=VERIFIER, now=datetime.now(UTC)
+        )
     code = await authorization_code(oidc, operator)
-    token = await oidc.exchange_code(operator, code, redirect_uri=REDIRECT, now=datetime.now(UTC))
+    token = await oidc.exchange_code(
+        operator, code, redirect_uri=REDIRECT, code_verifier=VERIFIER, now=datetime.now(UTC)
+    )
     assert await numbers.verify(operator, token, "+34666111334") is False
 
 
@@ -146,7 +156,7 @@ async def test_the_peer_verify_refuses_unknown_properties_and_two_numbers(
                  {"phoneNumber": NUMBER, "hashedPhoneNumber": "0" * 64}):  # fmt: skip
         code = await authorization_code(oidc, operator)
         token = await oidc.exchange_code(
-            operator, code, redirect_uri=REDIRECT, now=datetime.now(UTC)
+            operator, code, redirect_uri=REDIRECT, code_verifier=VERIFIER, now=datetime.now(UTC)
         )
         async with httpx.AsyncClient() as http:
             answer = await http.post(
@@ -157,3 +167,15 @@ async def test_the_peer_verify_refuses_unknown_properties_and_two_numbers(
         assert answer.status_code == 400
         assert answer.json()["code"] == "INVALID_ARGUMENT"
         assert answer.headers["x-correlator"] == "c-1"
+
+
+async def test_a_code_is_worthless_without_its_pkce_verifier(
+    peer: CamaraPeer, operator: Operator
+) -> None:
+    oidc = OidcClient(timeout_s=5, cache_s=60)
+    code = await authorization_code(oidc, operator)
+    with pytest.raises(OperatorError, match="invalid_grant"):
+        await oidc.exchange_code(
+            operator, code, redirect_uri=REDIRECT, code_verifier="w" * 64, now=datetime.now(UTC)
+        )
+    assert peer.refusals == ["PKCE verifier mismatch"]

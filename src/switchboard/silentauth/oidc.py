@@ -4,6 +4,8 @@ exchange with a `private_key_jwt` client assertion (RFC 7523, CAMARA security pr
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,6 +33,15 @@ class Discovery:
     issuer: str
     authorization_endpoint: str
     token_endpoint: str
+
+
+def new_code_verifier() -> str:
+    return secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43-128
+
+
+def code_challenge(code_verifier: str) -> str:
+    digest = hashlib.sha256(code_verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -94,10 +105,15 @@ class OidcClient:
 
     @staticmethod
     def authorize_url(
-        operator: Operator, discovery: Discovery, *, redirect_uri: str, state: str
+        operator: Operator,
+        discovery: Discovery,
+        *,
+        redirect_uri: str,
+        state: str,
+        code_verifier: str,
     ) -> str:
         """The URL the device opens over mobile data; `prompt=none`: the network identifies the
-        subscriber, there is no login page to show."""
+        subscriber, there is no login page to show. PKCE S256 binds the code to this session."""
         query = urlencode(
             {
                 "response_type": "code",
@@ -106,6 +122,8 @@ class OidcClient:
                 "scope": f"openid {operator.purpose} {SCOPE}",
                 "state": state,
                 "prompt": "none",
+                "code_challenge": code_challenge(code_verifier),
+                "code_challenge_method": "S256",
             }
         )
         separator = "&" if "?" in discovery.authorization_endpoint else "?"
@@ -126,7 +144,13 @@ class OidcClient:
         return jwt.encode(claims, operator.key, algorithm=operator.algorithm, headers=headers)
 
     async def exchange_code(
-        self, operator: Operator, code: str, *, redirect_uri: str, now: datetime
+        self,
+        operator: Operator,
+        code: str,
+        *,
+        redirect_uri: str,
+        code_verifier: str,
+        now: datetime,
     ) -> str:
         """The access token for `code`; CAMARA's are single-use, so one per check."""
         discovery = await self.discover(operator)
@@ -134,6 +158,7 @@ class OidcClient:
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
             "client_id": operator.client_id,
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": self.client_assertion(operator, discovery.token_endpoint, now),

@@ -32,9 +32,10 @@ from switchboard.services.verification import (
     VerificationService,
 )
 from switchboard.silentauth.number_verification import NumberVerificationClient
-from switchboard.silentauth.oidc import OidcClient, OperatorError
+from switchboard.silentauth.oidc import OidcClient, OperatorError, new_code_verifier
 from switchboard.silentauth.operators import Operator, OperatorDirectory
 from switchboard.silentauth.store import SessionStatus, SilentAuthStore, SilentSession
+from switchboard.vault import Vault
 
 log = get_logger("switchboard.silentauth")
 
@@ -62,6 +63,7 @@ class SilentAuthService:
         clock: Clock,
         *,
         pepper: bytes,
+        vault: Vault,
         timeout_s: int,
         redirect_url: str | None,
         on_queued: Callable[[], None] = lambda: None,
@@ -74,6 +76,7 @@ class SilentAuthService:
         self._clock = clock
         # a key of its own: a state digest must not be comparable with any other digest
         self._state_key = hmac.new(pepper, b"switchboard silent-auth state", "sha256").digest()
+        self._vault = vault
         self._timeout_s = timeout_s
         self._redirect_url = redirect_url
         self._on_queued = on_queued
@@ -106,14 +109,17 @@ class SilentAuthService:
             )
         record = started.verification
         state = secrets.token_urlsafe(32)
+        verifier = new_code_verifier()
+        session_id = str(uuid.uuid4())
         session = SilentSession(
-            id=str(uuid.uuid4()),
+            id=session_id,
             verification_id=record.id,
             account_id=record.account_id,
             operator=operator.name,
             destination=record.destination,
             channel=first,
             state_hash=self._state_hash(state),
+            code_verifier=self._vault.seal(verifier, f"silent-auth:{session_id}"),
             status=SessionStatus.PENDING,
             outcome=None,
             created_at=record.created_at,
@@ -131,7 +137,11 @@ class SilentAuthService:
             self._on_queued()
             raise
         url = self._oidc.authorize_url(
-            operator, discovery, redirect_uri=self._redirect_url, state=state
+            operator,
+            discovery,
+            redirect_uri=self._redirect_url,
+            state=state,
+            code_verifier=verifier,
         )
         return SilentStart(
             started=started,
@@ -176,8 +186,13 @@ class SilentAuthService:
             reason = f"the operator refused: {(error or 'no code')[:60]}"
         else:
             try:
+                verifier = self._vault.open(session.code_verifier, f"silent-auth:{session.id}")
                 token = await self._oidc.exchange_code(
-                    operator, code, redirect_uri=self._redirect_url or "", now=now
+                    operator,
+                    code,
+                    redirect_uri=self._redirect_url or "",
+                    code_verifier=verifier,
+                    now=now,
                 )
                 matched = await self._numbers.verify(operator, token, session.destination)
             except OperatorError as exc:

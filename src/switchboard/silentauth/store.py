@@ -26,6 +26,7 @@ class SilentSession:
     destination: str  # the E.164 number to confirm
     channel: Channel  # the OTP's channel when silent authentication does not confirm it
     state_hash: str
+    code_verifier: str  # PKCE, sealed by the vault (the store never sees it in clear)
     status: SessionStatus
     outcome: str | None
     created_at: datetime

@@ -9,6 +9,7 @@ verified with the client's registered public key, their audience, lifetime and `
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -42,6 +43,7 @@ class _Grant:
     number: str
     scope: str
     expires: float
+    code_challenge: str | None = None
     used: bool = False
 
 
@@ -56,11 +58,13 @@ class CamaraPeer:
         public_key: PublicKeyTypes,
         redirect_uris: tuple[str, ...],
         device_number: str | None = None,
+        require_pkce: bool = True,
     ) -> None:
         self.client_id = client_id
         self.public_key = public_key
         self.redirect_uris = redirect_uris
         self.device_number = device_number
+        self.require_pkce = require_pkce
         self.outage: int | None = None  # answer token and /verify with this status (503 …)
         self.discovery_outage: int | None = None
         self.requests: list[RecordedRequest] = []
@@ -146,6 +150,10 @@ class CamaraPeer:
         if query.get("prompt") != "none":
             self.refusals.append("prompt is not none")
             return back(error="invalid_request")
+        challenge = query.get("code_challenge")
+        if (challenge or self.require_pkce) and query.get("code_challenge_method") != "S256":
+            self.refusals.append("PKCE with S256 is required")
+            return back(error="invalid_request")
         if self.device_number is None:  # not on this operator's mobile network
             self.refusals.append("device not on the mobile network")
             return back(error="login_required")
@@ -156,6 +164,7 @@ class CamaraPeer:
             number=self.device_number,
             scope=" ".join(scope),
             expires=time.time() + CODE_LIFETIME_S,
+            code_challenge=challenge,
         )
         return back(code=code)
 
@@ -202,6 +211,11 @@ class CamaraPeer:
         grant.used = True  # an authorization code works once (RFC 6749 §4.1.2)
         if form.get("redirect_uri") != grant.redirect_uri:
             return self._refuse(400, {"error": "invalid_grant"}, "redirect_uri differs")
+        if grant.code_challenge is not None:
+            verifier = str(form.get("code_verifier") or "")
+            digest = hashlib.sha256(verifier.encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant.code_challenge:
+                return self._refuse(400, {"error": "invalid_grant"}, "PKCE verifier mismatch")
         token = secrets.token_urlsafe(32)
         self._tokens[token] = _Grant(
             client_id=grant.client_id,

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("destination", sa.String(length=20), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("code_verifier", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("outcome", sa.String(length=200), nullable=True),
         sa.Column(

@@ -18,6 +18,8 @@ silent_auth_sessions = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False),  # the OTP's, on fallback
     # HMAC-SHA256 of the OIDC `state` under the server pepper; the state itself is never stored
     sa.Column("state_hash", sa.String(64), nullable=False, unique=True),
+    # the PKCE code_verifier (RFC 7636), sealed with the vault under the session id
+    sa.Column("code_verifier", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # PENDING, VERIFIED, FALLBACK
     sa.Column("outcome", sa.String(200)),  # why it fell back, for the timeline
     _ts("created_at", nullable=False),
