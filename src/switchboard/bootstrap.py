@@ -40,6 +40,10 @@ from switchboard.services.integration_keys import IntegrationKeyService, Partner
 from switchboard.services.messaging import MessagingService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
+from switchboard.silentauth.number_verification import NumberVerificationClient
+from switchboard.silentauth.oidc import OidcClient
+from switchboard.silentauth.operators import Operator, OperatorDirectory
+from switchboard.silentauth.service import SilentAuthService
 from switchboard.storage.account_cache import CachedAccountStore
 from switchboard.storage.base import AccountStore
 from switchboard.storage.idempotency import IdempotencyStore
@@ -56,9 +60,10 @@ from switchboard.storage.sql.presence import SqlWorkerPresence
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
+from switchboard.storage.sql.silent_auth import SqlSilentAuthStore
 from switchboard.storage.sql.steps import SqlFallbackSteps
 from switchboard.storage.sql.usage import SqlUsageReports
-from switchboard.storage.sql.verifications import SqlVerificationStore
+from switchboard.storage.sql.verifications import SqlVerificationStore, VerificationListener
 from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
 from switchboard.vault import Vault, derive_key
 from switchboard.worker.batching import GroupCommit
@@ -236,6 +241,35 @@ def build_billing(
     return charges, service
 
 
+def build_silent_auth(
+    settings: Settings,
+    database: Database,
+    verification: VerificationService,
+    clock: Clock,
+    *,
+    pepper: bytes,
+    vault: Vault,
+    listener: VerificationListener,
+    charges: SqlCharges | None,
+    wake: Callable[[], None],
+) -> SilentAuthService:
+    """flowType=SAUTH (ADR 0017): the operators' keys are read here, so a bad one stops start-up."""
+    options = settings.silent_auth
+    return SilentAuthService(
+        SqlSilentAuthStore(database, listener, charges=charges),
+        verification,
+        OperatorDirectory([Operator.from_settings(o) for o in options.operators]),
+        OidcClient(timeout_s=options.http_timeout_s, cache_s=options.discovery_cache_s),
+        NumberVerificationClient(timeout_s=options.http_timeout_s),
+        clock,
+        pepper=pepper,
+        vault=vault,
+        timeout_s=options.timeout_s,
+        redirect_url=options.redirect_url,
+        on_queued=wake,
+    )
+
+
 class Wake:
     """Wakes a local loop (the dispatcher, the callback dispatcher) and, when the workers run in
     another process on this host, that process too (worker/wake.py)."""
@@ -274,6 +308,7 @@ class Container:
     partners: PartnerCredentials
     vault: Vault
     idempotency: IdempotencyStore
+    silent_auth: SilentAuthService
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
@@ -531,6 +566,17 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         partners=partners,
         vault=vault,
         idempotency=build_idempotency(database),
+        silent_auth=build_silent_auth(
+            settings,
+            database,
+            verification,
+            clock,
+            pepper=keys.otp_pepper,
+            vault=vault,
+            listener=callback_events,
+            charges=charges,
+            wake=wake_dispatcher,
+        ),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         shares=LimitShares(

@@ -254,6 +254,49 @@ class IntegrationsSettings(_Section):
     pipedrive: PipedriveSettings | None = None
 
 
+class SilentAuthOperator(_Section):
+    """One operator (or aggregator) offering CAMARA Number Verification for some prefixes."""
+
+    name: str = Field(min_length=1, max_length=40)
+    prefixes: list[str] = Field(min_length=1)  # digits of the E.164 number: "91", "4477"
+    discovery_url: str  # its /.well-known/openid-configuration
+    api_url: str  # the Number Verification API root, e.g. https://…/number-verification/v2
+    client_id: str = Field(min_length=1)
+    private_key_file: Path  # PEM, RSA (RS256) or EC P-256 (ES256)
+    key_id: str | None = None  # the `kid` the operator knows the public key by
+    hashed: bool = False  # send hashedPhoneNumber (SHA-256 of +E164) instead of phoneNumber
+    purpose: str = "dpv:FraudPreventionAndDetection"
+
+    @field_validator("prefixes")
+    @classmethod
+    def _digits(cls, value: list[str]) -> list[str]:
+        prefixes = [p.strip().lstrip("+") for p in value]
+        if any(not p.isdigit() for p in prefixes):
+            raise ValueError("prefixes are digits of the E.164 number, e.g. 91 or 4477")
+        return prefixes
+
+
+class SilentAuthSettings(_Section):
+    """flowType=SAUTH (docs/adr/0017): operators, and the OTP fallback's timer."""
+
+    # the SMS (or the next channel) goes out if the device has not confirmed the number by then
+    timeout_s: int = Field(default=25, ge=5, le=300)
+    # our GET /verification/v3/silent/callback as the operators know it (registered with them)
+    redirect_url: str | None = None
+    discovery_cache_s: float = Field(default=3600.0, ge=0)
+    http_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    operators: list[SilentAuthOperator] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _redirect_known(self) -> SilentAuthSettings:
+        if self.operators and not self.redirect_url:
+            raise ValueError("redirect_url is required when operators are configured")
+        names = [o.name for o in self.operators]
+        if len(set(names)) != len(names):
+            raise ValueError("operator names must be unique")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -316,6 +359,7 @@ class Settings(BaseSettings):
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
     idempotency: IdempotencySettings = IdempotencySettings()
+    silent_auth: SilentAuthSettings = SilentAuthSettings()
 
     @field_validator("database_url")
     @classmethod

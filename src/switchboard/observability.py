@@ -17,10 +17,13 @@ SECRET_NAMES = frozenset(
         "key", "code", "otp", "password", "authtoken", "token", "access_token", "secret",
         "message", "messagetext", "authorization", "client_secret", "refresh_token",
         "hub.verify_token", "verify_token", "app_secret", "callback_secret",
+        "state", "client_assertion",
     }
 )  # fmt: skip
 REDACTED = "***"
-_INLINE = re.compile(r"(?i)\b(key|code|otp|password|authtoken|token|message)=([^&\s]+)")
+_INLINE = re.compile(
+    r"(?i)\b(key|code|otp|password|authtoken|token|message|state|client_assertion)=([^&\s]+)"
+)
 
 
 def redact_query(query: str) -> str:

@@ -133,7 +133,7 @@ async def test_send_parameters_merge_from_query_form_and_json(mc: MessageCentral
         ({"mobileNumber": "12345"}, 400, "not a valid number"),
         ({"mobileNumber": "98765x3210"}, 400, "digits only"),
         ({"mobileNumber": ""}, 400, "mobileNumber is required"),
-        ({"flowType": "SAUTH"}, 400, "not enabled"),
+        ({"flowType": "SAUTH", "fallback": "PIGEON"}, 400, "fallback channel"),
         ({"flowType": "PIGEON"}, 400, "not one of SMS, WHATSAPP, RCS, EMAIL"),
         ({"flowType": "EMAIL"}, 400, "email is required"),
         ({"langId": "fr"}, 400, "langId"),

@@ -29,6 +29,7 @@ from switchboard.api.routes import integration_keys as integration_key_routes
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.integrations.pipedrive import routes as pipedrive_routes
 from switchboard.observability import get_logger
+from switchboard.silentauth import routes as silent_auth_routes
 
 if TYPE_CHECKING:
     from switchboard.bootstrap import Container
@@ -129,4 +130,5 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)
     app.include_router(pipedrive_routes.router)
+    app.include_router(silent_auth_routes.router)
     return app

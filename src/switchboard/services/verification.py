@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,7 +119,11 @@ class VerificationService:
     def policy(self, account: Account) -> AccountPolicy:
         return AccountPolicy.of(account, self._otp)
 
-    async def start(self, account: Account, request: SendRequest) -> Started:
+    async def start(
+        self, account: Account, request: SendRequest, *, hold_first_s: int = 0
+    ) -> Started:
+        """Start a verification. `hold_first_s` delays its first message that long (and the
+        expiry with it): silent authentication's window before the OTP falls back (ADR 0017)."""
         policy = self.policy(account)
         channel = parse_flow_type(request.flow_type)
         _check_language(request.lang_id)
@@ -172,7 +176,7 @@ class VerificationService:
             max_attempts=policy.max_attempts,
             timeout_s=timeout_s,
             created_at=now,
-            expires_at=now + timedelta(seconds=timeout_s),
+            expires_at=now + timedelta(seconds=timeout_s + hold_first_s),
             ended_at=None,
             fallback=fallback,
             is_test=is_test,
@@ -183,6 +187,8 @@ class VerificationService:
             self._message(record, step, step_channel, code, phone, email, sender, policy)
             for step, step_channel in enumerate((channel, *fallback))
         ]
+        if hold_first_s:
+            outbound[0] = replace(outbound[0], not_before=now + timedelta(seconds=hold_first_s))
         # Test numbers bypass the send limits: they exist for reviewers and CI.
         limits = None if is_test else policy.limits
         await self._store.start_verification(record, len(code), outbound, limits, now)

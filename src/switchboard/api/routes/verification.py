@@ -37,7 +37,7 @@ _SEND_PARAMS: dict[str, Any] = {
         for n, d in (
             ("countryCode", "Country calling code, e.g. 91"),
             ("mobileNumber", "National number"),
-            ("flowType", "SMS, WHATSAPP, RCS or EMAIL (SAUTH is not enabled)"),
+            ("flowType", "SMS, WHATSAPP, RCS, EMAIL or SAUTH (silent authentication)"),
             ("otpLength", "4–8 digits (default 4)"),
             ("otpTimeout", "Validity in seconds, 20–600 (default from the account, 60)"),
             ("email", "Address for flowType EMAIL or an EMAIL fallback"),
@@ -63,31 +63,35 @@ async def send(request: Request) -> Any:
         return await messagenow.send(container, account, params)
     if kind != "OTP":
         raise InvalidRequestError(f"type '{params.get('type')}' is not one of OTP, SMS")
-    started = await container.verification.start(
-        account,
-        SendRequest(
-            country_code=params.get("countryCode"),
-            mobile_number=params.get("mobileNumber"),
-            flow_type=params.get("flowType"),
-            otp_length=params.get("otpLength"),
-            otp_timeout=params.get("otpTimeout"),
-            email=params.get("email"),
-            fallback=params.get("fallback"),
-            lang_id=params.get("langId"),
-        ),
+    send_request = SendRequest(
+        country_code=params.get("countryCode"),
+        mobile_number=params.get("mobileNumber"),
+        flow_type=params.get("flowType"),
+        otp_length=params.get("otpLength"),
+        otp_timeout=params.get("otpTimeout"),
+        email=params.get("email"),
+        fallback=params.get("fallback"),
+        lang_id=params.get("langId"),
     )
+    silent: dict[str, Any] | None = None
+    if (send_request.flow_type or "").strip().upper() == "SAUTH":  # silent auth, ADR 0017
+        offered = await container.silent_auth.start(account, send_request)
+        started, silent = offered.started, offered.offer
+    else:
+        started = await container.verification.start(account, send_request)
     record = started.verification
-    return envelope.ok(
-        {
-            "verificationId": str(record.id),
-            "mobileNumber": record.mobile_number,
-            "responseCode": "200",
-            "errorMessage": None,
-            "timeout": str(record.timeout_s),
-            "smsCLI": started.sender,
-            "transactionId": record.transaction_id,
-        }
-    )
+    data: dict[str, Any] = {
+        "verificationId": str(record.id),
+        "mobileNumber": record.mobile_number,
+        "responseCode": "200",
+        "errorMessage": None,
+        "timeout": str(record.timeout_s),
+        "smsCLI": started.sender,
+        "transactionId": record.transaction_id,
+    }
+    if silent is not None:
+        data["silentAuth"] = silent
+    return envelope.ok(data)
 
 
 async def validate(request: Request) -> Any:
@@ -96,9 +100,15 @@ async def validate(request: Request) -> Any:
     params = await get_params(request)
     verification_id = params.get("verificationId")
     try:
-        record = await container.verification.check(
-            account, verification_id, params.get("code"), params.get("langId")
-        )
+        code = params.get("code")
+        if code:
+            record = await container.verification.check(
+                account, verification_id, code, params.get("langId")
+            )
+        else:  # a SAUTH verification's outcome; any other answers "code is required"
+            record = await container.silent_auth.check_without_code(
+                account, verification_id, params.get("langId")
+            )
     except SwitchboardError as exc:
         data = {"verificationId": verification_id, "verificationStatus": exc.code.name}
         body = envelope.failure(exc.code, exc.message, data)
@@ -121,7 +131,13 @@ _VALIDATE_PARAMS: dict[str, Any] = {
     "parameters": [
         _AUTH_HEADER,
         {"name": "verificationId", "in": "query", "required": True, "schema": {"type": "string"}},
-        {"name": "code", "in": "query", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "code",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The OTP; omit it to ask whether silent authentication completed",
+        },
         {"name": "langId", "in": "query", "required": False, "schema": {"type": "string"}},
     ]
 }

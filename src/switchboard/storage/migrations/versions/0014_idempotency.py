@@ -1,7 +1,7 @@
 """idempotency_keys: the first answer to each Idempotency-Key, replayed for 24 h
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-02 17:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import switchboard.storage.sql.tables
 
 revision = "0014"
-down_revision = "0008"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -30,6 +30,7 @@ from switchboard.storage.sql.tables.pipedrive import (
     pipedrive_recipients,
 )
 from switchboard.storage.sql.tables.presence import worker_presence
+from switchboard.storage.sql.tables.silent_auth import silent_auth_sessions
 
 __all__ = [
     "UtcDateTime",
@@ -51,6 +52,7 @@ __all__ = [
     "pipedrive_recipients",
     "price_rules",
     "sandbox_outbox",
+    "silent_auth_sessions",
     "timestamp_column",
     "verification_checks",
     "verification_days",
