@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,8 @@ from switchboard.automations.events import (
 from switchboard.automations.rules import AutomationKind, JobStatus
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
+from switchboard.services.messaging import MessageRequest
+from switchboard.storage.sql.automations import SqlAutomationStore
 from switchboard.testing.client import MessageCentralClient
 
 PHONE = "+919876543210"
@@ -36,6 +39,19 @@ FIELDS = {
 def clock() -> FrozenClock:
     # 10:00 UTC (15:30 in Kolkata): outside the default quiet hours wherever a test looks
     return FrozenClock(datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0))
+
+
+# The runners in these tests run when told to (the background one once at start): no race
+# with the test's own `run_once` for who leases a job.
+QUIET_RUNNER = {"automations": {"poll_interval_s": 60}}
+
+
+@pytest.fixture
+async def container(make_settings: SettingsFactory, clock: FrozenClock) -> AsyncIterator[Container]:
+    built = build_container(make_settings(**QUIET_RUNNER), clock=clock)
+    await built.start(run_workers=True)
+    yield built
+    await built.stop()
 
 
 def event(account_id: str, name: str, key: str, clock: FrozenClock, **extra: Any) -> Event:
@@ -200,7 +216,7 @@ async def test_promotional_automation_skips_a_recipient_without_consent_and_reco
 async def test_a_pending_job_survives_a_restart_and_fires_once(
     make_settings: SettingsFactory, clock: FrozenClock
 ) -> None:
-    first = build_container(make_settings(), clock=clock)
+    first = build_container(make_settings(**QUIET_RUNNER), clock=clock)
     await first.start(run_workers=True)
     account = await first.accounts.create_customer(
         email="dev@example.com", password=PASSWORD, customer_id="C-RESTART"
@@ -210,7 +226,7 @@ async def test_a_pending_job_survives_a_restart_and_fires_once(
     await first.stop()
 
     clock.advance(3600)
-    second = build_container(make_settings(), clock=clock)
+    second = build_container(make_settings(**QUIET_RUNNER), clock=clock)
     await second.start(run_workers=True)
     try:
 
@@ -425,3 +441,37 @@ async def test_an_api_event_without_a_key_is_never_deduplicated(
     fourth = (await client.post("/api/v1/events", json=keyed, headers=mc.headers())).json()
     assert len(third["data"]["jobs"]) == 1
     assert fourth["data"] == {"eventId": None, "key": "k1", "duplicate": True, "jobs": []}
+
+
+async def test_a_runner_whose_lease_was_taken_over_cannot_send_the_job_again(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    """A runner stalled past its lease: another takes the job and sends it; the first one's
+    late send then matches nothing, so the job still makes exactly one message."""
+    automations = container.automations
+    store = SqlAutomationStore(container.database, container.queue)
+    await automations.create(customer, AutomationKind.ABANDONED_CHECKOUT, {})
+    await automations.publish(event(customer, CHECKOUT_STARTED, "co-1", clock))
+    clock.advance(3600)
+    [stalled] = await store.claim_due("stalled", clock.now(), 60, limit=10)
+    clock.advance(61)
+    assert await automations.run_due("healthy") == 1
+    account = await container.accounts.get(customer)
+    late = container.messaging.prepare(
+        account,
+        MessageRequest(
+            flow_type="SMS", message="late", sender_id="ACME", message_type="PROMOTIONAL",
+            country_code="91", mobile_number="9876543210",
+        ),
+    )  # fmt: skip
+    assert not await store.send_job(stalled.id, "stalled", late, clock.now())
+
+    async def sent() -> bool:
+        return len(await sent_texts(container, customer)) == 1
+
+    await eventually(sent)
+    await asyncio.sleep(0.3)
+    assert len(await sent_texts(container, customer)) == 1
+    [job] = await automations.jobs(customer)
+    assert job.status is JobStatus.SENT
+    assert job.attempts == 2
