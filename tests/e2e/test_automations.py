@@ -475,3 +475,51 @@ async def test_a_runner_whose_lease_was_taken_over_cannot_send_the_job_again(
     [job] = await automations.jobs(customer)
     assert job.status is JobStatus.SENT
     assert job.attempts == 2
+
+
+async def test_a_send_the_wallet_cannot_pay_fails_the_job_and_a_paid_one_is_charged_once(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    settings = make_settings(billing={"enabled": True, "default_price": "0.0100"}, **QUIET_RUNNER)
+    built = build_container(settings, clock=clock)
+    await built.start(run_workers=True)
+    try:
+        account = await built.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-BILLED"
+        )
+        automations = built.automations
+        await automations.create(account.id, AutomationKind.ORDER_CONFIRMATION, {})
+        broke = await automations.publish_event(event(account.id, ORDER_CREATED, "o-1", clock))
+        [job] = broke.jobs
+        assert job.status is JobStatus.FAILED
+        assert job.reason is not None
+        assert "insufficient balance" in job.reason
+        await built.billing.top_up(account.id, "0.0500", reference="test")
+        paid = await automations.publish_event(event(account.id, ORDER_CREATED, "o-2", clock))
+        assert [x.status for x in paid.jobs] == [JobStatus.SENT]
+        assert (await built.billing.balance(account.id)).wallet.balance == 400  # 0.0400 USD
+        assert len(await automations.jobs(account.id, status="FAILED")) == 1
+    finally:
+        await built.stop()
+
+
+async def test_a_whatsapp_automation_sends_on_the_whatsapp_channel(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    await automations.create(
+        customer, AutomationKind.SHIPPING_UPDATE, {"channel": "whatsapp", "sender_id": None}
+    )
+    fields = {**FIELDS, "tracking_url": "https://track.example/9"}
+    publication = await automations.publish_event(
+        event(customer, "shipment.updated", "f-1", clock, fields=fields)
+    )
+    assert [job.status for job in publication.jobs] == [JobStatus.SENT]
+
+    async def sent() -> bool:
+        return len(await container.outbox.entries(customer)) == 1
+
+    await eventually(sent)
+    [entry] = await container.outbox.entries(customer)
+    assert entry["channel"] == "WHATSAPP"
+    assert entry["text"].endswith("Track it: https://track.example/9")
