@@ -523,3 +523,17 @@ async def test_a_whatsapp_automation_sends_on_the_whatsapp_channel(
     [entry] = await container.outbox.entries(customer)
     assert entry["channel"] == "WHATSAPP"
     assert entry["text"].endswith("Track it: https://track.example/9")
+
+
+async def test_events_past_their_retention_are_pruned_and_recent_ones_kept(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    await automations.create(customer, AutomationKind.ORDER_CONFIRMATION, {})
+    await automations.publish(event(customer, ORDER_CREATED, "old", clock))
+    clock.advance(80 * 86400)
+    await automations.publish(event(customer, ORDER_CREATED, "recent", clock))
+    clock.advance(11 * 86400)  # "old" is 91 days old, past the default 90
+    assert await automations.prune_events() == 1
+    assert await automations.publish(event(customer, ORDER_CREATED, "recent", clock)) == []
+    assert len(await automations.jobs(customer)) == 2  # the jobs' history stays

@@ -240,6 +240,11 @@ class AutomationService:
     ) -> int:
         return await self._store.forget_recipient(account_id, phone=phone, email=email)
 
+    async def prune_events(self) -> int:
+        """Delete events older than `event_retention_days`; how many."""
+        days = self._settings.event_retention_days
+        return await self._store.prune_events(self._clock.now() - timedelta(days=days))
+
     # -- jobs -------------------------------------------------------------------------------
 
     async def run_due(self, owner: str, *, limit: int | None = None) -> int:

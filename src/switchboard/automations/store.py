@@ -54,6 +54,11 @@ class AutomationStore(Protocol):
         of rows deleted. Sent jobs keep only their message id (the address is erased)."""
         ...
 
+    async def prune_events(self, before: datetime) -> int:
+        """Delete the events recorded before `before` (their keys may then be published
+        again); how many."""
+        ...
+
     async def claim_due(
         self,
         owner: str,

@@ -247,6 +247,13 @@ class SqlAutomationStore:
             )
         return int(events.rowcount or 0) + int(unsent.rowcount or 0)
 
+    async def prune_events(self, before: datetime) -> int:
+        async with self._db.write() as connection:
+            result = await connection.execute(
+                automation_events.delete().where(e.recorded_at < before)
+            )
+        return int(result.rowcount or 0)
+
     # -- jobs -------------------------------------------------------------------------------
 
     async def claim_due(
