@@ -537,3 +537,22 @@ async def test_events_past_their_retention_are_pruned_and_recent_ones_kept(
     assert await automations.prune_events() == 1
     assert await automations.publish(event(customer, ORDER_CREATED, "recent", clock)) == []
     assert len(await automations.jobs(customer)) == 2  # the jobs' history stays
+
+
+async def test_quiet_hours_fall_back_to_the_customers_timezone_and_missing_variables_are_noted(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    await container.accounts.update(customer, settings={"timezone": "Asia/Kolkata"})
+    automations = container.automations
+    await automations.create(customer, AutomationKind.WELCOME, {})  # quiet 21:00-09:00
+    clock.advance(6 * 3600)  # 16:00 UTC = 21:30 in Kolkata
+    publication = await automations.publish_event(
+        event(customer, "customer.created", "c-1", clock, fields={})
+    )
+    [job] = publication.jobs
+    assert job.due_at == clock.now() + timedelta(hours=11, minutes=30)  # 09:00 there
+    clock.advance(11.5 * 3600)
+    assert await container.automation_runner.run_once() == 1
+    [sent] = await automations.jobs(customer)
+    assert sent.status is JobStatus.SENT
+    assert sent.reason == "rendered without customer.first_name"

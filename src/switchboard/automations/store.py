@@ -85,11 +85,17 @@ class AutomationStore(Protocol):
         ...
 
     async def send_job(
-        self, job_id: str, owner: str, message: MessageRecord, now: datetime
+        self,
+        job_id: str,
+        owner: str,
+        message: MessageRecord,
+        now: datetime,
+        *,
+        reason: str | None = None,
     ) -> bool:
-        """Queue `message` and mark the leased job SENT in one transaction, or do neither
-        (False: lease lost, or cancelled meanwhile). May raise what queueing raises
-        (InsufficientFundsError)."""
+        """Queue `message` and mark the leased job SENT (noting `reason`) in one transaction,
+        or do neither (False: lease lost, or cancelled meanwhile). May raise what queueing
+        raises (InsufficientFundsError)."""
         ...
 
     async def postpone_job(

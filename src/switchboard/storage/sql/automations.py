@@ -319,7 +319,13 @@ class SqlAutomationStore:
         return bool(result.rowcount)
 
     async def send_job(
-        self, job_id: str, owner: str, message: MessageRecord, now: datetime
+        self,
+        job_id: str,
+        owner: str,
+        message: MessageRecord,
+        now: datetime,
+        *,
+        reason: str | None = None,
     ) -> bool:
         async with self._db.write() as connection:
             # The job's row first: on PostgreSQL this locks it, so a concurrent cancel waits
@@ -330,7 +336,7 @@ class SqlAutomationStore:
                 .values(
                     status=JobStatus.SENT.value,
                     message_id=message.id,
-                    reason=None,
+                    reason=_reason(reason),
                     lease_owner=None,
                     lease_until=None,
                     updated_at=now,
