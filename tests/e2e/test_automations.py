@@ -574,3 +574,24 @@ async def test_a_job_whose_runners_keep_dying_fails_after_max_attempts(
     assert job.status is JobStatus.FAILED
     assert job.reason == "gave up after 5 attempts"
     assert await sent_texts(container, customer) == []
+
+
+async def test_forget_source_erases_a_shops_rules_events_and_unsent_jobs(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    await automations.install_defaults(customer, source=SHOP)
+    kept = await automations.create(customer, AutomationKind.CUSTOM, {
+        "event_name": "deal.won", "template": "Thanks!", "source": "pipedrive",
+    })  # fmt: skip
+    await automations.publish(event(customer, ORDER_CREATED, "o-1", clock, subject="order:1"))
+    await automations.publish(event(customer, CHECKOUT_STARTED, "co-1", clock))
+    # 5 rules + 1 pending reminder + 2 events
+    assert await automations.forget_source(customer, SHOP) == 8
+    assert [x.id for x in await automations.list(customer)] == [kept.id]
+    [sent] = await automations.jobs(customer)
+    assert sent.status is JobStatus.SENT
+    assert sent.phone is None
+    assert dict(sent.context) == {}
+    clock.advance(3600)
+    assert await container.automation_runner.run_once() == 0

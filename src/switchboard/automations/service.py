@@ -240,6 +240,11 @@ class AutomationService:
     ) -> int:
         return await self._store.forget_recipient(account_id, phone=phone, email=email)
 
+    async def forget_source(self, account_id: str, source: str) -> int:
+        """Erase what the engine holds for `source` (Shopify's shop/redact): its rules, their
+        unsent jobs, its events; sent jobs stay as ids only. The rows deleted."""
+        return await self._store.forget_source(account_id, source)
+
     async def prune_events(self) -> int:
         """Delete events older than `event_retention_days`; how many."""
         days = self._settings.event_retention_days

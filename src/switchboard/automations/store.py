@@ -54,6 +54,11 @@ class AutomationStore(Protocol):
         of rows deleted. Sent jobs keep only their message id (the address is erased)."""
         ...
 
+    async def forget_source(self, account_id: str, source: str) -> int:
+        """Delete the rules scoped to `source` with their unsent jobs, and the events from it;
+        sent jobs keep only their ids (a shop uninstalled and redacted). The rows deleted."""
+        ...
+
     async def prune_events(self, before: datetime) -> int:
         """Delete the events recorded before `before` (their keys may then be published
         again); how many."""

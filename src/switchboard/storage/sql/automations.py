@@ -247,6 +247,28 @@ class SqlAutomationStore:
             )
         return int(events.rowcount or 0) + int(unsent.rowcount or 0)
 
+    async def forget_source(self, account_id: str, source: str) -> int:
+        rules = sa.select(a.id).where(a.account_id == account_id, a.source == source)
+        async with self._db.write() as connection:
+            ids = list((await connection.execute(rules)).scalars())
+            deleted = 0
+            if ids:
+                of_rules = sa.and_(j.account_id == account_id, j.automation_id.in_(ids))
+                unsent = await connection.execute(
+                    automation_jobs.delete().where(of_rules, j.status != JobStatus.SENT.value)
+                )
+                await connection.execute(
+                    automation_jobs.update()
+                    .where(of_rules)
+                    .values(phone=None, email=None, subject=None, context={})
+                )
+                rules_deleted = await connection.execute(automations.delete().where(a.id.in_(ids)))
+                deleted += int(unsent.rowcount or 0) + int(rules_deleted.rowcount or 0)
+            events = await connection.execute(
+                automation_events.delete().where(e.account_id == account_id, e.source == source)
+            )
+        return deleted + int(events.rowcount or 0)
+
     async def prune_events(self, before: datetime) -> int:
         async with self._db.write() as connection:
             result = await connection.execute(
