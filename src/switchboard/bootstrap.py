@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.automations.runner import AutomationRunner
+from switchboard.automations.service import AutomationService
 from switchboard.callbacks.sender import WebhookSender
 from switchboard.callbacks.ssrf import AddressPolicy
 from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
@@ -49,6 +51,7 @@ from switchboard.storage.base import AccountStore
 from switchboard.storage.idempotency import IdempotencyStore
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
+from switchboard.storage.sql.automations import SqlAutomationStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.idempotency import SqlIdempotencyStore
@@ -309,6 +312,8 @@ class Container:
     vault: Vault
     idempotency: IdempotencyStore
     silent_auth: SilentAuthService
+    automations: AutomationService
+    automation_runner: AutomationRunner
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
@@ -351,6 +356,9 @@ class Container:
             self._sharing = True
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
+        self._tasks.append(
+            asyncio.create_task(self.automation_runner.run(), name="automation-runner")
+        )
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.pipedrive is not None:
             self._tasks.append(asyncio.create_task(self.pipedrive.run_notes(), name="pd-notes"))
@@ -375,6 +383,7 @@ class Container:
             self._wake_listener.close()
             self._wake_listener = None
         grace = self.settings.server.shutdown_grace_s
+        self.automation_runner.stop()
         await self.dispatcher.stop(grace)
         await self.webhooks.stop(grace)
         for task in self._tasks:
@@ -436,6 +445,29 @@ def build_pipedrive(
         messaging=messaging, accounts=accounts, partners=partners, clock=clock,
         currency=currency, pages=pages,
     )  # fmt: skip
+
+
+def build_automations(
+    settings: Settings,
+    database: Database,
+    queue: SqlMessageQueue,
+    charges: SqlCharges | None,
+    messaging: MessagingService,
+    accounts: AccountService,
+    clock: Clock,
+    *,
+    wake_dispatcher: Callable[[], None],
+) -> tuple[AutomationService, AutomationRunner]:
+    """The automation engine (the Shopify app's and POST /api/v1/events' sink) and its runner."""
+    service = AutomationService(
+        SqlAutomationStore(database, queue, charges=charges),
+        messaging,
+        accounts,
+        clock,
+        settings.automations,
+        on_queued=wake_dispatcher,
+    )
+    return service, AutomationRunner(service, settings.automations)
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -538,6 +570,10 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     )
     partners = PartnerCredentials(accounts, integration_keys)
     vault = Vault(keys.data_key)
+    automations, automation_runner = build_automations(
+        settings, database, queue, charges, messaging, accounts, clock,
+        wake_dispatcher=wake_dispatcher,
+    )  # fmt: skip
     return Container(
         settings=settings,
         clock=clock,
@@ -577,6 +613,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             charges=charges,
             wake=wake_dispatcher,
         ),
+        automations=automations,
+        automation_runner=automation_runner,
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         shares=LimitShares(
