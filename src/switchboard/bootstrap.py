@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,10 +26,13 @@ from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
 from switchboard.config import ConnectorSettings, Settings
 from switchboard.domain.accounts import LockoutPolicy
+from switchboard.domain.callbacks import CLEVERTAP_REPORT_EVENT
 from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.integrations.clevertap.reports import CleverTapReportFormat
+from switchboard.integrations.clevertap.service import CleverTapService
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -44,6 +47,7 @@ from switchboard.storage.base import AccountStore
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
+from switchboard.storage.sql.clevertap import SqlCleverTapReports, SqlCleverTapStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
@@ -244,6 +248,27 @@ class Wake:
             self._remote()
 
 
+def build_clevertap(
+    settings: Settings,
+    database: Database,
+    messaging: MessagingService,
+    accounts: AccountService,
+    clock: Clock,
+    *,
+    check_url: Callable[[str], Awaitable[object]],
+) -> CleverTapService:
+    """CleverTap's sends and settings; its reports are `SqlCleverTapReports` (a listener)."""
+    return CleverTapService(
+        SqlCleverTapStore(database),
+        messaging,
+        accounts,
+        clock,
+        check_url=check_url,
+        default_country_code=settings.clevertap.default_country_code,
+        max_records=settings.clevertap.max_records,
+    )
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -266,6 +291,7 @@ class Container:
     integration_keys: IntegrationKeyService
     partners: PartnerCredentials
     vault: Vault
+    clevertap: CleverTapService
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -358,6 +384,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         WebhookSender.from_settings(settings.webhooks, address_policy, clock=clock),
         clock,
         settings.webhooks,
+        formats={CLEVERTAP_REPORT_EVENT: CleverTapReportFormat()},
     )
     # Wake-ups for workers in other processes: NOTIFY on PostgreSQL (any host), else the
     # Unix socket `serve --processes` sets up (one host).
@@ -370,8 +397,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     charges, billing = build_billing(
         settings, database, account_store, clock, wake_webhooks=wake_webhooks
     )
-    listeners: StatusListener = (
-        callback_events if charges is None else StatusListeners(charges, callback_events)
+    clevertap_reports = SqlCleverTapReports(wake=wake_webhooks)
+    listeners: StatusListener = StatusListeners(
+        *(() if charges is None else (charges,)), callback_events, clevertap_reports
     )
     queue = SqlMessageQueue(database, listeners)
     outbox = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
@@ -464,6 +492,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         integration_keys=integration_keys,
         partners=PartnerCredentials(accounts, integration_keys),
         vault=Vault(keys.data_key),
+        clevertap=build_clevertap(
+            settings, database, messaging, accounts, clock, check_url=address_policy.check
+        ),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
     )

@@ -213,6 +213,15 @@ class BillingSettings(_Section):
         return self
 
 
+class CleverTapSettings(_Section):
+    """CleverTap as a "Generic (Others)" SMS provider (issue #13, ADR 0011)."""
+
+    # the country of a $$To rendered without one, unless the customer sets its own
+    default_country_code: str = Field(default="91", pattern=r"^[1-9][0-9]{0,2}$")
+    max_records: int = Field(default=1000, ge=1, le=10_000)  # CleverTap's largest batch
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -260,6 +269,7 @@ class Settings(BaseSettings):
     messaging: MessagingSettings = MessagingSettings()
     billing: BillingSettings = BillingSettings()
     logging: LoggingSettings = LoggingSettings()
+    clevertap: CleverTapSettings = CleverTapSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
 

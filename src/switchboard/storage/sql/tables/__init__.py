@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from switchboard.storage.sql.tables.base import UtcDateTime, metadata, timestamp_column
+from switchboard.storage.sql.tables.clevertap import clevertap_messages, clevertap_settings
 from switchboard.storage.sql.tables.core import (
     accounts,
     billing_usage,
@@ -28,6 +29,8 @@ __all__ = [
     "accounts",
     "billing_usage",
     "campaigns",
+    "clevertap_messages",
+    "clevertap_settings",
     "inbound_messages",
     "integration_keys",
     "ledger_entries",
