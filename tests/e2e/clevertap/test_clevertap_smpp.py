@@ -16,8 +16,8 @@ from tests.integration.smpp.peers import NpmSmsc
 from switchboard.api.app import create_app
 from switchboard.bootstrap import build_container
 from switchboard.clock import FrozenClock
-from switchboard.testing.client import MessageCentralClient
 from switchboard.testing.clevertap_peer import CleverTapMessage, CleverTapReceiver, new_message_id
+from switchboard.testing.client import MessageCentralClient
 from switchboard.testing.loopback import LoopbackServer
 
 
