@@ -31,6 +31,7 @@ from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.integrations.clevertap.credentials import CleverTapCredentials
 from switchboard.integrations.clevertap.reports import CleverTapReportFormat
 from switchboard.integrations.clevertap.service import CleverTapService
 from switchboard.metrics import Metrics
@@ -253,16 +254,21 @@ def build_clevertap(
     database: Database,
     messaging: MessagingService,
     accounts: AccountService,
+    partners: PartnerCredentials,
     clock: Clock,
     *,
     check_url: Callable[[str], Awaitable[object]],
 ) -> CleverTapService:
     """CleverTap's sends and settings; its reports are `SqlCleverTapReports` (a listener)."""
+    credentials = CleverTapCredentials(
+        partners, accounts, clock, ttl_s=settings.clevertap.password_cache_s
+    )
     return CleverTapService(
         SqlCleverTapStore(database),
         messaging,
         accounts,
         clock,
+        credentials=credentials,
         check_url=check_url,
         default_country_code=settings.clevertap.default_country_code,
         max_records=settings.clevertap.max_records,
@@ -458,6 +464,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     integration_keys = IntegrationKeyService(
         SqlIntegrationKeyStore(database), account_store, clock, pepper=keys.otp_pepper
     )
+    partners = PartnerCredentials(accounts, integration_keys)
     messaging = MessagingService(
         SqlMessagingStore(database, queue, charges=charges),
         clock,
@@ -490,10 +497,16 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         webhooks=webhooks,
         billing=billing,
         integration_keys=integration_keys,
-        partners=PartnerCredentials(accounts, integration_keys),
+        partners=partners,
         vault=Vault(keys.data_key),
         clevertap=build_clevertap(
-            settings, database, messaging, accounts, clock, check_url=address_policy.check
+            settings,
+            database,
+            messaging,
+            accounts,
+            partners,
+            clock,
+            check_url=address_policy.check,
         ),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,

@@ -220,6 +220,8 @@ class CleverTapSettings(_Section):
     default_country_code: str = Field(default="91", pattern=r"^[1-9][0-9]{0,2}$")
     max_records: int = Field(default=1000, ge=1, le=10_000)  # CleverTap's largest batch
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # how long a verified password is remembered (one argon2 per message otherwise); 0: off
+    password_cache_s: float = Field(default=30.0, ge=0, le=300)
 
 
 class LoggingSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -263,3 +264,25 @@ async def test_the_clevertap_callback_url_follows_the_ssrf_rules_and_can_be_remo
     assert cleared.json()["data"]["callbackUrl"] is None
     shown = await mc.http.get("/api/v1/clevertap", headers=mc.headers())
     assert shown.json()["data"]["defaultCountryCode"] == "44"
+
+
+async def test_a_remembered_password_stops_working_when_the_password_changes(
+    start_container: ContainerFactory, api_for: ClientFactory
+) -> None:
+    container = await start_container(tokens={"account_cache_s": 0, "ttl_s": 86400})
+    mc = await api_for(container)
+    record = {"mobileNumber": "919876543210", "messageText": "hi", "senderId": "UTOMOB", "mid": "x"}
+    headers = {"customerId": "C-1", "email": "c-1@example.com", "password": PASSWORD}
+    burst = [mc.http.post(SEND_PATH, json=record, headers=headers) for _ in range(20)]
+    assert {r.status_code for r in await asyncio.gather(*burst)} == {200}
+    wrong = await mc.http.post(SEND_PATH, json=record, headers={**headers, "password": "nope"})
+    assert wrong.status_code == 401
+
+    await container.accounts.update("C-1", password="a new long password")
+
+    old = await mc.http.post(SEND_PATH, json=record, headers=headers)
+    new = await mc.http.post(
+        SEND_PATH, json=record, headers={**headers, "password": "a new long password"}
+    )
+    assert old.status_code == 401
+    assert new.status_code == 200

@@ -19,7 +19,6 @@ from switchboard.integrations.clevertap.service import (
     RecordResult,
     settings_view,
 )
-from switchboard.services.integration_keys import PartnerCredentials
 from switchboard.services.tokens import TokenService
 
 router = APIRouter(tags=["clevertap"])
@@ -31,7 +30,6 @@ class Container(Protocol):
 
     settings: Settings
     tokens: TokenService
-    partners: PartnerCredentials
     clevertap: CleverTapService
 
 
@@ -54,13 +52,11 @@ async def _authenticate(container: Container, request: Request) -> Account:
     """The spec's `customerId` + `email` + `password` headers (the password may be an
     integration key), or `Authorization: Bearer sbk_…`; one answer (501) for every failure."""
     headers = request.headers
-    authorization = headers.get("authorization")
-    if authorization and not headers.get("password"):
-        return await container.partners.authenticate_bearer(authorization)
-    return await container.partners.authenticate(
+    return await container.clevertap.authenticate(
         customer_id=headers.get("customerid"),
         email=headers.get("email"),
-        secret=headers.get("password"),
+        password=headers.get("password"),
+        authorization=headers.get("authorization"),
     )
 
 

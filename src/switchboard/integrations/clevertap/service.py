@@ -15,6 +15,7 @@ from switchboard.clock import Clock
 from switchboard.domain.accounts import Account
 from switchboard.domain.phone import normalise_country_code
 from switchboard.errors import InvalidRequestError, SwitchboardError
+from switchboard.integrations.clevertap.credentials import CleverTapCredentials
 from switchboard.integrations.clevertap.store import (
     CLIENT_REF_PREFIX,
     CleverTapSettings,
@@ -61,11 +62,13 @@ class CleverTapService:
         accounts: AccountService,
         clock: Clock,
         *,
+        credentials: CleverTapCredentials,
         check_url: CheckUrl,
         default_country_code: str,
         max_records: int,
     ) -> None:
         self._store = store
+        self._credentials = credentials
         self._messaging = messaging
         self._accounts = accounts
         self._clock = clock
@@ -74,6 +77,19 @@ class CleverTapService:
         self._max_records = max_records
 
     # -- sends ------------------------------------------------------------------------------
+
+    async def authenticate(
+        self,
+        *,
+        customer_id: str | None,
+        email: str | None,
+        password: str | None,
+        authorization: str | None,
+    ) -> Account:
+        """CleverTap's header pairs, or a Bearer integration key; 501 for every failure."""
+        return await self._credentials.authenticate(
+            customer_id=customer_id, email=email, password=password, authorization=authorization
+        )
 
     async def send(
         self, account: Account, body: object, *, clevertap_account: str | None = None
