@@ -1,4 +1,4 @@
-"""`switchboard clevertap show|set`: a customer's CleverTap callback URL and default country."""
+"""`switchboard clevertap show|set`: a customer's CleverTap callback URL, country, reply numbers."""
 
 from __future__ import annotations
 
@@ -44,6 +44,16 @@ def clevertap_set(
     default_country: Annotated[
         str | None, typer.Option(help="Country code for a national $$To, e.g. 91; '' removes it.")
     ] = None,
+    reply_number: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Own number (E.164 or short code) whose replies go to CleverTap; "
+            "repeat it; replaces the list."
+        ),
+    ] = None,
+    no_reply_numbers: Annotated[
+        bool, typer.Option("--no-reply-numbers", help="Forward no replies.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Change what is given; the callback URL passes the callback SSRF rules."""
@@ -54,8 +64,12 @@ def clevertap_set(
         changes["callback_url"] = callback_url
     if default_country is not None:
         changes["default_country_code"] = default_country
+    if reply_number or no_reply_numbers:
+        changes["reply_numbers"] = [] if no_reply_numbers else reply_number
     if not changes:
-        raise typer.BadParameter("give --callback-url and/or --default-country")
+        raise typer.BadParameter(
+            "give --callback-url, --default-country, --reply-number or --no-reply-numbers"
+        )
 
     async def job(container: Any) -> CleverTapSettings:
         updated: CleverTapSettings = await container.clevertap.configure(customer_id, **changes)

@@ -16,7 +16,9 @@ from tests.e2e.callbacks.conftest import (
 from tests.e2e.clevertap.conftest import sender_for, set_clevertap
 from tests.e2e.conftest import PASSWORD, eventually
 
+from switchboard.channels.base import InboundMessage
 from switchboard.clock import FrozenClock
+from switchboard.domain.messages import Channel
 from switchboard.integrations.clevertap.api import SEND_PATH
 from switchboard.testing.callback_receiver import Receivers, answer
 from switchboard.testing.clevertap_peer import (
@@ -256,7 +258,12 @@ async def test_the_clevertap_callback_url_follows_the_ssrf_rules_and_can_be_remo
     assert "callback URL refused" in refused.json()["errorMessage"]
     assert (await set_clevertap(mc, callbackUrl=clevertap.url(), defaultCountryCode="44")).json()[
         "data"
-    ] == {"customerId": "C-1", "callbackUrl": clevertap.url(), "defaultCountryCode": "44"}
+    ] == {
+        "customerId": "C-1",
+        "callbackUrl": clevertap.url(),
+        "defaultCountryCode": "44",
+        "replyNumbers": [],
+    }
     # a national $$To is now read as a UK number
     sent = await sender_for(mc).send(CleverTapMessage(to="07400123456", body="hello"))
     assert sent.json()["data"]["mobileNumber"] == "7400123456"
@@ -286,3 +293,57 @@ async def test_a_remembered_password_stops_working_when_the_password_changes(
     )
     assert old.status_code == 401
     assert new.status_code == 200
+
+
+async def test_a_reply_to_a_reply_number_reaches_clevertap_as_replied_with_the_last_mid(
+    start_container: ContainerFactory,
+    api_for: ClientFactory,
+    clevertap: CleverTapReceiver,
+    clock: FrozenClock,
+) -> None:
+    container = await start_container()
+    mc = await api_for(container)
+    settings = await set_clevertap(
+        mc, callbackUrl=clevertap.url(), replyNumbers=["+91 90000 00001", "5555"]
+    )
+    assert settings.json()["data"]["replyNumbers"] == ["5555", "+919000000001"]
+    first, last = (CleverTapMessage(to="919876543210", body=t) for t in ("one", "two"))
+    await sender_for(mc).send(first)
+    clock.advance(1)
+    await sender_for(mc).send(last)
+    await clevertap.wait_for_reports(2)
+
+    for source, destination, text in [
+        ("919876543210", "919000000001", "STOP " * 200),  # the customer's number: forwarded
+        ("919876543210", "919000000002", "not ours"),  # another number: not forwarded
+        ("919999999999", "5555", "never sent to"),  # no CleverTap message to attribute it to
+    ]:
+        await container.sink.on_inbound(
+            InboundMessage(
+                connector="sandbox", channel=Channel.SMS, source=source,
+                destination=destination, text=text, received_at=clock.now(),
+            )
+        )  # fmt: skip
+
+    reports = await clevertap.wait_for_reports(3)
+    replied = reports[2]
+    assert replied.event == "replied"
+    assert replied.meta == last.message_id
+    assert replied.record["toPhone"] == "919000000001"
+    assert replied.record["incomingText"] == ("STOP " * 200)[:512]
+    advance(container, clock, 10)
+    await eventually(lambda: _no_pending(mc))
+    assert len(clevertap.reports) == 3
+
+
+async def test_a_reply_number_belongs_to_one_customer(
+    start_container: ContainerFactory, api_for: ClientFactory
+) -> None:
+    container = await start_container()
+    first, second = await api_for(container, "C-1"), await api_for(container, "C-2")
+    assert (await set_clevertap(first, replyNumbers=["+919000000001"])).status_code == 200
+    taken = await set_clevertap(second, replyNumbers=["919000000001"])
+    assert taken.status_code == 409
+    assert "belongs to another customer" in taken.json()["errorMessage"]
+    bad = await set_clevertap(second, replyNumbers=["not a number"])
+    assert bad.status_code == 400

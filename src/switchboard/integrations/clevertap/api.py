@@ -133,6 +133,8 @@ class CleverTapUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     callbackUrl: str | None = Field(default=None, max_length=2048)  # noqa: N815
     defaultCountryCode: str | None = Field(default=None, max_length=4)  # noqa: N815
+    # our numbers whose inbound messages go to CleverTap as `replied` events (the full list)
+    replyNumbers: list[str] | None = Field(default=None, max_length=50)  # noqa: N815
 
 
 @router.get("/api/v1/clevertap", summary="The customer's CleverTap settings")
@@ -140,7 +142,9 @@ async def get_settings(container: ContainerDep, account: AccountDep) -> dict[str
     return envelope.success(settings_view(await container.clevertap.settings(account.id)))
 
 
-@router.put("/api/v1/clevertap", summary="Set the CleverTap callback URL and default country")
+@router.put(
+    "/api/v1/clevertap", summary="Set the CleverTap callback URL, default country and reply numbers"
+)
 async def put_settings(
     body: CleverTapUpdate, container: ContainerDep, account: AccountDep
 ) -> dict[str, Any]:
@@ -150,5 +154,7 @@ async def put_settings(
         changes["callback_url"] = body.callbackUrl
     if "defaultCountryCode" in given:
         changes["default_country_code"] = body.defaultCountryCode
+    if "replyNumbers" in given:
+        changes["reply_numbers"] = body.replyNumbers or []
     updated = await container.clevertap.configure(account.id, **changes)
     return envelope.success(settings_view(updated))

@@ -12,6 +12,8 @@ from switchboard.integrations.clevertap.codes import failure_for
 
 DELIVERED = "delivered"
 FAILED = "failed"
+REPLIED = "replied"
+MAX_INCOMING_TEXT = 512  # CleverTap cuts `incomingText` there
 # CleverTap's documented maximum batch is 1,000 records; 100 keeps one POST well under a second.
 REPORTS_PER_POST = 100
 
@@ -27,6 +29,18 @@ def status_report(
     failure = failure_for(status, error_code)
     record.update(code=failure.code, description=failure.description)
     return {"event": FAILED, "data": record}
+
+
+def reply_report(mid: str, at: datetime, to_phone: str, text: str) -> dict[str, object]:
+    """An inbound message on the customer's number as CleverTap's `replied` record; `meta` is
+    the mid of the message it answers."""
+    data = {
+        "ts": int(at.timestamp()),
+        "meta": mid,
+        "toPhone": to_phone,
+        "incomingText": text[:MAX_INCOMING_TEXT],
+    }
+    return {"event": REPLIED, "data": data}
 
 
 def grouped_body(reports: Sequence[bytes]) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from switchboard.services.messaging import MessageRequest, MessagingService
 
 MAX_MID_CHARS = 4096  # CleverTap's $$MessageID runs to ~100 characters; ≥ 256 must pass
 MAX_URL_CHARS = 2048
+MAX_REPLY_NUMBERS = 50
 # CleverTap's CRM traffic is campaign and journey messages, not OTPs (issue #13)
 DEFAULT_MESSAGE_TYPE = "TRANSACTIONAL"
 _REQUIRED = ("mobileNumber", "messageText", "mid")
@@ -108,7 +109,7 @@ class CleverTapService:
         now = self._clock.now()
         for index, record in enumerate(records):
             try:
-                request, mid = self._request(record, country)
+                request, mid, destination = self._request(record, country)
             except SwitchboardError as exc:
                 prepared.append(RecordResult(index=index, mid=_mid_of(record), error=exc))
                 continue
@@ -116,7 +117,8 @@ class CleverTapService:
             request = replace(request, client_ref=CLIENT_REF_PREFIX + ref)
             sent = SentRecord(
                 ref=ref, account_id=account.id, mid=mid,
-                clevertap_account=(clevertap_account or "").strip()[:100] or None, created_at=now,
+                clevertap_account=(clevertap_account or "").strip()[:100] or None,
+                destination=destination, created_at=now,
             )  # fmt: skip
             prepared.append((index, record, request, sent))
         pending = [p for p in prepared if not isinstance(p, RecordResult)]
@@ -175,7 +177,7 @@ class CleverTapService:
             )
         return records, batched
 
-    def _request(self, record: Any, country: str) -> tuple[MessageRequest, str]:
+    def _request(self, record: Any, country: str) -> tuple[MessageRequest, str, str]:
         if not isinstance(record, dict):
             raise InvalidRequestError("each record must be a JSON object")
         missing = [key for key in _REQUIRED if _text(_get(record, key)) is None]
@@ -200,7 +202,7 @@ class CleverTapService:
             country_code=country_code,
             mobile_number=national,
         )
-        return request, mid
+        return request, mid, country_code + national
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -216,11 +218,19 @@ class CleverTapService:
         *,
         callback_url: str | object | None = ...,
         default_country_code: str | object | None = ...,
+        reply_numbers: Sequence[str] | object = ...,
     ) -> CleverTapSettings:
         """Change what is given (`...`: keep); an empty URL or country removes it. The callback
-        URL passes the same SSRF rules as the customer's own callback."""
+        URL passes the same SSRF rules as the customer's own callback. `reply_numbers` (E.164,
+        the customer's own numbers) replaces the list whose inbound messages are forwarded."""
         current = await self.settings(account_id)
         url, country = current.callback_url, current.default_country_code
+        numbers = current.reply_numbers
+        if reply_numbers is not ...:
+            assert isinstance(reply_numbers, Sequence)
+            numbers = tuple(sorted({_reply_number(str(n)) for n in reply_numbers}))
+            if len(numbers) > MAX_REPLY_NUMBERS:
+                raise InvalidRequestError(f"at most {MAX_REPLY_NUMBERS} reply numbers")
         if callback_url is not ...:
             url = (str(callback_url).strip() if callback_url is not None else "") or None
             if url is not None:
@@ -232,6 +242,7 @@ class CleverTapService:
             account_id=account_id,
             callback_url=url,
             default_country_code=country,
+            reply_numbers=numbers,
         )
         await self._store.save_settings(updated, self._clock.now())
         return updated
@@ -275,6 +286,16 @@ def resolve_number(raw: str, default_country: str) -> tuple[str, str]:
     raise InvalidRequestError(f"mobileNumber '{raw}' is not a valid number")
 
 
+def _reply_number(raw: str) -> str:
+    """A number of the customer's, as inbound messages name it: digits of the E.164 form, or
+    a short code (3-8 digits) as is."""
+    text = raw.strip().translate(_PUNCTUATION).removeprefix("+")
+    if text.isdigit() and 3 <= len(text) <= 8:
+        return text
+    country, national = resolve_number("+" + text, "")
+    return country + national
+
+
 def _get(record: Mapping[str, Any], key: str) -> Any:
     """A record's value for `key`, the name matched case-insensitively (as our other params)."""
     if key in record:
@@ -303,4 +324,5 @@ def settings_view(settings: CleverTapSettings) -> dict[str, Any]:
         "customerId": settings.account_id,
         "callbackUrl": settings.callback_url,
         "defaultCountryCode": settings.default_country_code,
+        "replyNumbers": ["+" + n if len(n) > 8 else n for n in settings.reply_numbers],
     }

@@ -20,6 +20,7 @@ class SentRecord:
     account_id: str
     mid: str
     clevertap_account: str | None
+    destination: str  # the recipient, digits without '+'
     created_at: datetime
 
 
@@ -28,6 +29,7 @@ class CleverTapSettings:
     account_id: str
     callback_url: str | None = None  # where delivery reports go; None: none are recorded
     default_country_code: str | None = None  # for a $$To without a country code
+    reply_numbers: tuple[str, ...] = ()  # own numbers (digits) whose replies go to CleverTap
 
 
 class CleverTapStore(Protocol):
@@ -35,7 +37,8 @@ class CleverTapStore(Protocol):
 
     async def save_settings(self, settings: CleverTapSettings, now: datetime) -> None:
         """Create or replace the customer's settings. Reports not yet delivered follow a new
-        callback URL; without one they are dead-lettered (there is nowhere to send them)."""
+        callback URL; without one they are dead-lettered (there is nowhere to send them).
+        Raises DuplicateResourceError for a reply number another customer has."""
         ...
 
     async def remember(self, records: Sequence[SentRecord]) -> None:

@@ -1,4 +1,4 @@
-"""CleverTap in SQL: the mids and settings, and the listener that queues its delivery reports.
+"""CleverTap in SQL: the mids and settings, and the listener that queues its reports and replies.
 
 The reports are rows of the webhook outbox (`webhook_deliveries`, event type
 `clevertap.report`, the URL on the row): written in the transaction that gives a CleverTap
@@ -19,9 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from switchboard.channels.base import InboundMessage
 from switchboard.domain.callbacks import CLEVERTAP_REPORT_EVENT, DeliveryState, new_webhook_id
 from switchboard.domain.messages import MessageStatus
-from switchboard.integrations.clevertap.reports import status_report
+from switchboard.errors import DuplicateResourceError
+from switchboard.integrations.clevertap.reports import reply_report, status_report
 from switchboard.integrations.clevertap.store import (
     CLIENT_REF_PREFIX,
     CleverTapSettings,
@@ -31,12 +33,14 @@ from switchboard.storage.sql.engines import Database, after_commit, before_commi
 from switchboard.storage.sql.queue import StatusListener
 from switchboard.storage.sql.tables import (
     clevertap_messages,
+    clevertap_reply_numbers,
     clevertap_settings,
     webhook_deliveries,
 )
 
 cm = clevertap_messages.c
 cs = clevertap_settings.c
+cr = clevertap_reply_numbers.c
 d = webhook_deliveries.c
 
 _PENDING = DeliveryState.PENDING.value
@@ -53,12 +57,32 @@ _TARGETS = (
 )
 
 
-def _settings(row: Any) -> CleverTapSettings:
+# A reply to our number: whose number it is, where its CleverTap reports go, and the newest
+# CleverTap message of that customer to the replying number (its mid becomes `meta`).
+_REPLY_TARGET = (
+    sa.select(cr.account_id, cs.callback_url)
+    .join(clevertap_settings, cs.account_id == cr.account_id)
+    .where(cr.number == sa.bindparam("b_number"), cs.callback_url.is_not(None))
+)
+_LAST_SENT = (
+    sa.select(cm.mid)
+    .where(cm.account_id == sa.bindparam("b_account_id"), cm.destination == sa.bindparam("b_to"))
+    .order_by(cm.created_at.desc())
+    .limit(1)
+)
+
+
+def _settings(row: Any, numbers: Sequence[str]) -> CleverTapSettings:
     return CleverTapSettings(
         account_id=row.account_id,
         callback_url=row.callback_url,
         default_country_code=row.default_country_code,
+        reply_numbers=tuple(sorted(numbers)),
     )
+
+
+def _digits(number: str) -> str:
+    return number.strip().removeprefix("+")
 
 
 class SqlCleverTapStore:
@@ -72,7 +96,12 @@ class SqlCleverTapStore:
                     sa.select(clevertap_settings).where(cs.account_id == account_id)
                 )
             ).first()
-        return _settings(row) if row else None
+            if row is None:
+                return None
+            numbers = await connection.scalars(
+                sa.select(cr.number).where(cr.account_id == account_id)
+            )
+            return _settings(row, list(numbers))
 
     async def save_settings(self, settings: CleverTapSettings, now: datetime) -> None:
         values = {
@@ -94,6 +123,7 @@ class SqlCleverTapStore:
         )
         async with self._db.write() as connection:
             await connection.execute(statement)
+            await self._save_numbers(connection, settings)
             if settings.callback_url is not None:
                 await connection.execute(
                     webhook_deliveries.update().where(pending).values(url=settings.callback_url)
@@ -109,6 +139,25 @@ class SqlCleverTapStore:
                     )
                 )  # fmt: skip
 
+    async def _save_numbers(self, connection: AsyncConnection, settings: CleverTapSettings) -> None:
+        numbers = sorted(set(settings.reply_numbers))
+        if numbers:
+            taken = await connection.scalars(
+                sa.select(cr.number).where(
+                    cr.number.in_(numbers), cr.account_id != settings.account_id
+                )
+            )
+            if clash := list(taken):
+                raise DuplicateResourceError(f"reply number {clash[0]} belongs to another customer")
+        await connection.execute(
+            clevertap_reply_numbers.delete().where(cr.account_id == settings.account_id)
+        )
+        if numbers:
+            await connection.execute(
+                clevertap_reply_numbers.insert(),
+                [{"number": n, "account_id": settings.account_id} for n in numbers],
+            )
+
     async def remember(self, records: Sequence[SentRecord]) -> None:
         if not records:
             return
@@ -118,7 +167,8 @@ class SqlCleverTapStore:
                 [
                     {
                         "ref": r.ref, "account_id": r.account_id, "mid": r.mid,
-                        "clevertap_account": r.clevertap_account, "created_at": r.created_at,
+                        "clevertap_account": r.clevertap_account, "destination": r.destination,
+                        "created_at": r.created_at,
                     }
                     for r in records
                 ],
@@ -201,3 +251,29 @@ class SqlCleverTapReports(StatusListener):
         if values:
             await connection.execute(_INSERT_REPORT, values)
             after_commit(connection, self._wake)
+
+    async def on_inbound(self, connection: AsyncConnection, inbound: InboundMessage) -> None:
+        """A message to one of a customer's reply numbers: a `replied` report, with the mid of
+        the newest CleverTap message to its sender as `meta` (none sent: nothing to attribute
+        it to, and CleverTap requires `meta`, so it is not forwarded)."""
+        target = (
+            await connection.execute(_REPLY_TARGET, {"b_number": _digits(inbound.destination)})
+        ).first()
+        if target is None:
+            return
+        mid = await connection.scalar(
+            _LAST_SENT, {"b_account_id": target.account_id, "b_to": _digits(inbound.source)}
+        )
+        if mid is None:
+            return
+        report = reply_report(mid, inbound.received_at, inbound.destination, inbound.text)
+        await connection.execute(
+            _INSERT_REPORT,
+            {
+                "b_id": new_webhook_id(), "b_account_id": target.account_id,
+                "b_message_id": None, "b_url": target.callback_url,
+                "b_payload": json.dumps(report, separators=(",", ":")),
+                "b_now": inbound.received_at,
+            },
+        )  # fmt: skip
+        after_commit(connection, self._wake)

@@ -78,7 +78,8 @@ def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 class StatusListener:
-    """Called inside the transaction that changes a message's status (customer callbacks)."""
+    """Called inside the transaction that changes a message's status (customer callbacks), or
+    that stores an inbound message (CRM reply forwarding)."""
 
     async def on_status(
         self,
@@ -88,6 +89,9 @@ class StatusListener:
         now: datetime,
         error_code: str | None,
     ) -> None:
+        return None
+
+    async def on_inbound(self, connection: AsyncConnection, inbound: InboundMessage) -> None:
         return None
 
 
@@ -107,6 +111,10 @@ class StatusListeners(StatusListener):
     ) -> None:
         for listener in self._listeners:
             await listener.on_status(connection, message, status, now, error_code)
+
+    async def on_inbound(self, connection: AsyncConnection, inbound: InboundMessage) -> None:
+        for listener in self._listeners:
+            await listener.on_inbound(connection, inbound)
 
 
 async def add_event(
@@ -767,6 +775,7 @@ class SqlMessageQueue:
                     received_at=inbound.received_at,
                 )
             )
+            await self._listener.on_inbound(connection, inbound)
 
     async def _load_receipt_targets(
         self, connection: AsyncConnection, receipts: Sequence[_Receipt]

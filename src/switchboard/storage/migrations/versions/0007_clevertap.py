@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("account_id", sa.String(length=64), nullable=False),
         sa.Column("mid", sa.Text(), nullable=False),
         sa.Column("clevertap_account", sa.String(length=100), nullable=True),
+        sa.Column("destination", sa.String(length=20), nullable=False),
         sa.Column(
             "created_at", switchboard.storage.sql.tables.UtcDateTime(timezone=True), nullable=False
         ),
@@ -32,6 +33,12 @@ def upgrade() -> None:
             ["account_id"], ["accounts.id"], name=op.f("fk_clevertap_messages_account_id_accounts")
         ),
         sa.PrimaryKeyConstraint("ref", name=op.f("pk_clevertap_messages")),
+    )
+    op.create_index(
+        "ix_clevertap_messages_reply",
+        "clevertap_messages",
+        ["account_id", "destination", "created_at"],
+        unique=False,
     )
     op.create_table(
         "clevertap_settings",
@@ -46,8 +53,30 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_clevertap_settings")),
     )
+    op.create_table(
+        "clevertap_reply_numbers",
+        sa.Column("number", sa.String(length=20), nullable=False),
+        sa.Column("account_id", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_clevertap_reply_numbers_account_id_accounts"),
+        ),
+        sa.PrimaryKeyConstraint("number", name=op.f("pk_clevertap_reply_numbers")),
+    )
+    op.create_index(
+        op.f("ix_clevertap_reply_numbers_account_id"),
+        "clevertap_reply_numbers",
+        ["account_id"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        op.f("ix_clevertap_reply_numbers_account_id"), table_name="clevertap_reply_numbers"
+    )
+    op.drop_table("clevertap_reply_numbers")
+    op.drop_index("ix_clevertap_messages_reply", table_name="clevertap_messages")
     op.drop_table("clevertap_settings")
     op.drop_table("clevertap_messages")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from switchboard.storage.sql.tables.base import UtcDateTime, metadata, timestamp_column
-from switchboard.storage.sql.tables.clevertap import clevertap_messages, clevertap_settings
+from switchboard.storage.sql.tables.clevertap import (
+    clevertap_messages,
+    clevertap_reply_numbers,
+    clevertap_settings,
+)
 from switchboard.storage.sql.tables.core import (
     accounts,
     billing_usage,
@@ -30,6 +34,7 @@ __all__ = [
     "billing_usage",
     "campaigns",
     "clevertap_messages",
+    "clevertap_reply_numbers",
     "clevertap_settings",
     "inbound_messages",
     "integration_keys",

@@ -17,7 +17,10 @@ clevertap_messages = sa.Table(
     sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("mid", sa.Text, nullable=False),  # $$MessageID, verbatim: echoed back as `meta`
     sa.Column("clevertap_account", sa.String(100), nullable=True),  # the `account` header
+    sa.Column("destination", sa.String(20), nullable=False),  # digits: whom a reply comes from
     _ts("created_at", nullable=False),
+    # a reply's `meta`: the newest CleverTap message of the customer to the replying number
+    sa.Index("ix_clevertap_messages_reply", "account_id", "destination", "created_at"),
 )
 
 clevertap_settings = sa.Table(
@@ -27,4 +30,15 @@ clevertap_settings = sa.Table(
     sa.Column("callback_url", sa.String(2048), nullable=True),  # CleverTap's per-provider URL
     sa.Column("default_country_code", sa.String(4), nullable=True),  # for national $$To
     _ts("updated_at", nullable=False),
+)
+
+# The customer's own numbers (digits, no '+') whose inbound messages go to CleverTap as
+# `replied` events; a number belongs to one customer.
+clevertap_reply_numbers = sa.Table(
+    "clevertap_reply_numbers",
+    metadata,
+    sa.Column("number", sa.String(20), primary_key=True),
+    sa.Column(
+        "account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
 )
