@@ -176,6 +176,11 @@ class CleverTapReceiver:
         self._failures: list[int] = []
         self._arrived = asyncio.Event()
 
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        """Every POST as received (headers and raw body)."""
+        return self._receiver.requests
+
     def url(self, path: str = "/clevertap/sms/dlr") -> str:
         return self._receiver.url(path)
 
