@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +28,14 @@ from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
 from switchboard.config import ConnectorSettings, Settings
 from switchboard.domain.accounts import LockoutPolicy
+from switchboard.domain.callbacks import CLEVERTAP_REPORT_EVENT
 from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.integrations.clevertap.credentials import CleverTapCredentials
+from switchboard.integrations.clevertap.reports import CleverTapReportFormat
+from switchboard.integrations.clevertap.service import CleverTapService
 from switchboard.integrations.pipedrive.service import PipedriveApp
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
@@ -53,6 +57,7 @@ from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.automations import SqlAutomationStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
+from switchboard.storage.sql.clevertap import SqlCleverTapReports, SqlCleverTapStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.idempotency import SqlIdempotencyStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
@@ -288,6 +293,32 @@ class Wake:
             self._remote()
 
 
+def build_clevertap(
+    settings: Settings,
+    database: Database,
+    messaging: MessagingService,
+    accounts: AccountService,
+    partners: PartnerCredentials,
+    clock: Clock,
+    *,
+    check_url: Callable[[str], Awaitable[object]],
+) -> CleverTapService:
+    """CleverTap's sends and settings; its reports are `SqlCleverTapReports` (a listener)."""
+    credentials = CleverTapCredentials(
+        partners, accounts, clock, ttl_s=settings.clevertap.password_cache_s
+    )
+    return CleverTapService(
+        SqlCleverTapStore(database),
+        messaging,
+        accounts,
+        clock,
+        credentials=credentials,
+        check_url=check_url,
+        default_country_code=settings.clevertap.default_country_code,
+        max_records=settings.clevertap.max_records,
+    )
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -314,6 +345,7 @@ class Container:
     silent_auth: SilentAuthService
     automations: AutomationService
     automation_runner: AutomationRunner
+    clevertap: CleverTapService
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
@@ -488,6 +520,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         WebhookSender.from_settings(settings.webhooks, address_policy, clock=clock),
         clock,
         settings.webhooks,
+        formats={CLEVERTAP_REPORT_EVENT: CleverTapReportFormat()},
     )
     # Wake-ups for workers in other processes: NOTIFY on PostgreSQL (any host), else the
     # Unix socket `serve --processes` sets up (one host).
@@ -500,8 +533,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     charges, billing = build_billing(
         settings, database, account_store, clock, wake_webhooks=wake_webhooks
     )
-    listeners: StatusListener = (
-        callback_events if charges is None else StatusListeners(charges, callback_events)
+    clevertap_reports = SqlCleverTapReports(wake=wake_webhooks)
+    listeners: StatusListener = StatusListeners(
+        *(() if charges is None else (charges,)), callback_events, clevertap_reports
     )
     queue = SqlMessageQueue(database, listeners)
     outbox = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
@@ -561,6 +595,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     integration_keys = IntegrationKeyService(
         SqlIntegrationKeyStore(database), account_store, clock, pepper=keys.otp_pepper
     )
+    partners = PartnerCredentials(accounts, integration_keys)
     messaging = MessagingService(
         SqlMessagingStore(database, queue, charges=charges),
         clock,
@@ -568,7 +603,6 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         on_queued=wake_dispatcher,
         pricing=billing,
     )
-    partners = PartnerCredentials(accounts, integration_keys)
     vault = Vault(keys.data_key)
     automations, automation_runner = build_automations(
         settings, database, queue, charges, messaging, accounts, clock,
@@ -615,6 +649,15 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         ),
         automations=automations,
         automation_runner=automation_runner,
+        clevertap=build_clevertap(
+            settings,
+            database,
+            messaging,
+            accounts,
+            partners,
+            clock,
+            check_url=address_policy.check,
+        ),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         shares=LimitShares(

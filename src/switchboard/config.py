@@ -324,6 +324,17 @@ class AutomationSettings(_Section):
         return value
 
 
+class CleverTapSettings(_Section):
+    """CleverTap as a "Generic (Others)" SMS provider (issue #13, ADR 0011)."""
+
+    # the country of a $$To rendered without one, unless the customer sets its own
+    default_country_code: str = Field(default="91", pattern=r"^[1-9][0-9]{0,2}$")
+    max_records: int = Field(default=1000, ge=1, le=10_000)  # CleverTap's largest batch
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # how long a verified password is remembered (one argon2 per message otherwise); 0: off
+    password_cache_s: float = Field(default=30.0, ge=0, le=300)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -384,6 +395,7 @@ class Settings(BaseSettings):
     integrations: IntegrationsSettings = IntegrationsSettings()
     logging: LoggingSettings = LoggingSettings()
     automations: AutomationSettings = AutomationSettings()
+    clevertap: CleverTapSettings = CleverTapSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
     idempotency: IdempotencySettings = IdempotencySettings()

@@ -72,6 +72,7 @@ class Attempt:
     error: AttemptError | None = None
     detail: str = ""
     response_bytes: int = 0
+    body: bytes = b""  # the answer's body, at most 64 KiB (a partner's per-record verdicts)
 
 
 class Link(Protocol):
@@ -242,7 +243,8 @@ class WebhookSender:
     async def send(
         self, url: str, body: bytes, *, webhook_id: str, signing_secrets: Sequence[str]
     ) -> Attempt:
-        """POST `body` to `url`, signed with every secret in `signing_secrets`.
+        """POST `body` to `url`, signed with every secret in `signing_secrets` (none: unsigned,
+        without the webhook-* headers, for partners that define their own callbacks).
 
         `webhook_id` must be the same on every retry of one event. Never follows redirects and
         never raises for network errors or policy refusals: those come back as an Attempt.
@@ -265,7 +267,14 @@ class WebhookSender:
     ) -> Attempt:
         started_at = self._clock.now()
         timestamp = timestamp_seconds(started_at)
-        signature = signature_header(signing_secrets, webhook_id, timestamp, body)
+        signed = b""
+        if signing_secrets:
+            signature = signature_header(signing_secrets, webhook_id, timestamp, body)
+            signed = b"webhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: %s\r\n" % (
+                webhook_id.encode("ascii"),
+                timestamp,
+                signature.encode("ascii"),
+            )
         began = time.monotonic()
 
         def failed(error: AttemptError, detail: str) -> Attempt:
@@ -286,8 +295,7 @@ class WebhookSender:
                         % (destination.target.encode("ascii"), destination.host_header.encode()),
                         b"Content-Type: application/json\r\nUser-Agent: %s\r\n"
                         % USER_AGENT.encode("ascii"),
-                        b"webhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: %s\r\n"
-                        % (webhook_id.encode("ascii"), timestamp, signature.encode("ascii")),
+                        signed,
                         b"Content-Length: %d\r\n\r\n" % len(body),
                         body,
                     )
@@ -313,6 +321,7 @@ class WebhookSender:
             retry_after=_header(answer.headers, b"retry-after"),
             detail=answer.summary(),
             response_bytes=len(answer.body),
+            body=answer.body,
         )
 
     async def _exchange(self, destination: Destination, request: bytes) -> _Answer:

@@ -1,4 +1,4 @@
-"""`switchboard serve | worker | db upgrade | customers … | keys … | send … | verify | outbox | smsc-sim`."""
+"""The `switchboard` command: serve, worker, db, customers, keys, clevertap, send, verify, bounces …"""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import typer
 
 from switchboard.cli import billing as billing_cli
 from switchboard.cli.bounces import bounces_app
+from switchboard.cli.clevertap import clevertap_app
 from switchboard.cli.keys import keys_app
 from switchboard.cli.sends import send_app, verify
 from switchboard.config import Settings, load_settings
@@ -40,6 +41,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(bounces_app, name="bounces")
 app.add_typer(send_app, name="send")
 app.command("verify")(verify)
+app.add_typer(clevertap_app, name="clevertap")
 customers_app.command("topup")(billing_cli.customers_topup)
 customers_app.command("wallet")(billing_cli.customers_wallet)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -192,6 +192,7 @@ class Action(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     DISABLE_ENDPOINT = "disable_endpoint"
+    REFUSED = "refused"  # the receiver refused this record for good: dead, not retried
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,9 @@ def _as_utc(moment: datetime) -> datetime:
 # -- deliveries: one row per event, retried until delivered or dead-lettered ------------------
 
 MESSAGE_STATUS_EVENT = "message.status"
+# Reports for a partner's own callback URL (kept on the row, unsigned), several per POST.
+CLEVERTAP_REPORT_EVENT = "clevertap.report"
+BATCHED_EVENTS = frozenset({CLEVERTAP_REPORT_EVENT})
 VERIFICATION_EVENTS = "verification"  # the subscription that adds VerificationEventType events
 WALLET_EVENTS = "wallet"  # the subscription that adds wallet.low_balance (ADR 0008)
 EVENT_SUBSCRIPTIONS = frozenset({VERIFICATION_EVENTS, WALLET_EVENTS})
@@ -371,6 +375,32 @@ class DueDelivery:
     signing_secrets: tuple[str, ...]
     endpoint_disabled: bool
     history: tuple[AttemptRecord, ...] = ()  # the attempts kept so far, oldest first
+    event_type: str = MESSAGE_STATUS_EVENT
+
+    @property
+    def endpoint_key(self) -> str:
+        """What concurrency is counted per: the account's callback, or a batched kind's URL
+        (a space never occurs in an account id)."""
+        if self.event_type in BATCHED_EVENTS:
+            return f"{self.account_id} {self.event_type}"
+        return self.account_id
+
+
+class BatchFormat(Protocol):
+    """How deliveries of a batched event type share one POST (e.g. CleverTap's reports)."""
+
+    max_batch: int
+
+    def encode(self, payloads: Sequence[bytes]) -> bytes:
+        """One body for the stored payloads, in their order."""
+        ...
+
+    def outcomes(
+        self, status_code: int | None, body: bytes, payloads: Sequence[bytes]
+    ) -> list[Outcome] | None:
+        """Per payload, what the answer means; None: the answer is about the whole POST
+        (classified as any callback's, except that it never disables an endpoint)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,6 +8,10 @@ claimed batches waiting for a slot; an endpoint with more than half a batch wait
 claimed for, so the rest of its backlog stays in the table instead of holding slots, and a slow
 customer delays only itself.
 A lost worker's leases expire and its deliveries are claimed again (at least once).
+
+Batched event types (CleverTap's reports) share POSTs: the rows of one account and type that
+are claimed or waiting together go out in one body of their `BatchFormat`, up to its
+`max_batch`, and each row is settled with its own outcome.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import random
 import secrets
 import socket
 from collections import Counter, deque
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from switchboard.callbacks.sender import Attempt, WebhookSender
@@ -26,8 +31,10 @@ from switchboard.config import WebhookSettings
 from switchboard.domain.callbacks import (
     Action,
     AttemptRecord,
+    BatchFormat,
     DeliveryState,
     DueDelivery,
+    Outcome,
     RandomSource,
     Settlement,
     classify_response,
@@ -59,8 +66,10 @@ class WebhookDispatcher:
         settings: WebhookSettings,
         *,
         jitter: RandomSource | None = None,
+        formats: Mapping[str, BatchFormat] | None = None,
     ) -> None:
         self._store = store
+        self._formats = dict(formats or {})
         self._sender = sender
         self._clock = clock
         self._settings = settings
@@ -70,7 +79,7 @@ class WebhookDispatcher:
         self._low_water = settings.batch_size // 2  # rows in hand below which to claim more
         self._short_of_slots = False
         self.owner = f"{socket.gethostname()}:webhooks:{secrets.token_hex(4)}"
-        self._busy: Counter[str] = Counter()  # POSTs in flight per account (endpoint)
+        self._busy: Counter[str] = Counter()  # POSTs in flight per endpoint key
         # Claimed deliveries waiting for a slot of their endpoint, with their claim time.
         self._waiting: dict[str, deque[tuple[DueDelivery, datetime]]] = {}
         self._waiting_count = 0
@@ -155,27 +164,41 @@ class WebhookDispatcher:
             return 0
         now = self._clock.now()
         limit = min(free, self._settings.batch_size)
-        self._skipped = {a for a, w in self._waiting.items() if len(w) > self._low_water}
+        self._skipped = {
+            key for key, w in self._waiting.items() if len(w) > self._low_water and " " not in key
+        }
         try:
             batch = await self._store.claim_due(
                 self.owner, now, limit, self._lease_s, skip_accounts=sorted(self._skipped)
             )
         finally:
             self._skipped = None
+        grouped: dict[str, list[DueDelivery]] = {}
         for delivery in batch:
             if delivery.id in self._held:
                 continue
             self._held.add(delivery.id)
-            account = delivery.account_id
-            if self._busy[account] < self._limit:
-                self._start(delivery)
+            key = delivery.endpoint_key
+            if delivery.event_type in self._formats:
+                grouped.setdefault(key, []).append(delivery)
+            elif self._busy[key] < self._limit:
+                self._start([delivery])
             else:
-                self._waiting.setdefault(account, deque()).append((delivery, now))
+                self._waiting.setdefault(key, deque()).append((delivery, now))
                 self._waiting_count += 1
+        for key, group in grouped.items():
+            size = self._formats[group[0].event_type].max_batch
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                if self._busy[key] < self._limit:
+                    self._start(chunk)
+                else:
+                    self._waiting.setdefault(key, deque()).extend((d, now) for d in chunk)
+                    self._waiting_count += len(chunk)
         # Cut short by the slots in flight: claim again as soon as any POST finishes.
         self._short_of_slots = len(batch) == limit < self._settings.batch_size
         if len(batch) == limit and any(
-            len(self._waiting.get(d.account_id, ())) <= self._low_water for d in batch
+            len(self._waiting.get(d.endpoint_key, ())) <= self._low_water for d in batch
         ):
             self._wake.set()  # a full batch: more may be due for endpoints with room in hand
         return len(batch)
@@ -186,34 +209,45 @@ class WebhookDispatcher:
             await self._store.release(ids, self.owner)
             self._held.difference_update(ids)
 
-    def _start(self, delivery: DueDelivery) -> None:
-        self._busy[delivery.account_id] += 1
-        task = asyncio.create_task(self._deliver_guarded(delivery))
+    def _start(self, deliveries: list[DueDelivery]) -> None:
+        """One POST: a delivery, or up to a batch of one endpoint key's batched kind."""
+        self._busy[deliveries[0].endpoint_key] += 1
+        task = asyncio.create_task(self._deliver_guarded(deliveries))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
     def _next_for(self, account: str) -> None:
-        """A slot of `account` is free: start its next waiting delivery, if any is still fresh."""
+        """A slot of endpoint key `account` is free: start its next waiting delivery (or batch
+        of a batched kind), if still fresh."""
         waiting = self._waiting.get(account)
+        chunk: list[DueDelivery] = []
         while waiting:
             delivery, claimed_at = waiting.popleft()
             self._waiting_count -= 1
             if self._stopping.is_set() or self._clock.now() - claimed_at > _WAIT_FOR_SLOT:
                 self._give_back.append(delivery.id)
                 continue
-            self._start(delivery)
-            break
+            chunk.append(delivery)
+            batch_format = self._formats.get(delivery.event_type)
+            if batch_format is None or len(chunk) >= batch_format.max_batch:
+                break
+        if chunk:
+            self._start(chunk)
         if waiting is not None and not waiting:
             del self._waiting[account]
 
-    async def _deliver_guarded(self, delivery: DueDelivery) -> None:
-        account = delivery.account_id
+    async def _deliver_guarded(self, deliveries: list[DueDelivery]) -> None:
+        account = deliveries[0].endpoint_key
         try:
-            if not await self.deliver(delivery):
-                self._held.discard(delivery.id)
+            if len(deliveries) == 1 and deliveries[0].event_type not in self._formats:
+                delivered = await self.deliver(deliveries[0])
+            else:
+                delivered = await self.deliver_batch(deliveries)
+            if not delivered:
+                self._held.difference_update(d.id for d in deliveries)
         except Exception:  # the lease brings the delivery back if it could not be settled
-            log.exception("webhook delivery failed unexpectedly", delivery_id=delivery.id)
-            self._held.discard(delivery.id)
+            log.exception("webhook delivery failed unexpectedly", delivery_id=deliveries[0].id)
+            self._held.difference_update(d.id for d in deliveries)
         finally:
             self._busy[account] -= 1
             if self._busy[account] <= 0:
@@ -283,6 +317,67 @@ class WebhookDispatcher:
                 latency_ms=attempt.latency_ms,
                 outcome=state.value,
                 retry_in_s=_seconds(next_attempt_at - now) if next_attempt_at else None,
+            )
+        return True
+
+    async def deliver_batch(self, deliveries: list[DueDelivery]) -> bool:
+        """One POST for deliveries of a batched kind with one URL; each row is settled with its
+        own outcome (the format reads per-record verdicts from the answer). False when they
+        were dead-lettered unsent."""
+        first = deliveries[0]
+        if first.url is None:
+            for delivery in deliveries:
+                await self._store.dead_letter(
+                    delivery.id, self.owner, "no callback URL", self._clock.now()
+                )
+            return False
+        batch_format = self._formats[first.event_type]
+        payloads = [d.payload for d in deliveries]
+        attempt = await self._sender.send(
+            first.url, batch_format.encode(payloads), webhook_id=first.id, signing_secrets=()
+        )
+        now = self._clock.now()
+        verdicts = batch_format.outcomes(attempt.status_code, attempt.body, payloads)
+        if verdicts is None:
+            whole = classify_response(attempt.status_code, attempt.retry_after, now=now)
+            if whole.action is Action.DISABLE_ENDPOINT:  # not the customer's own callback
+                whole = Outcome(Action.RETRY, whole.reason)
+            verdicts = [whole] * len(deliveries)
+        for delivery, outcome in zip(deliveries, verdicts, strict=True):
+            made = delivery.attempts + 1
+            record = AttemptRecord(
+                attempt=made, at=attempt.started_at, latency_ms=attempt.latency_ms,
+                status_code=attempt.status_code,
+                error=_describe(attempt, outcome.reason) if outcome.action is not Action.REFUSED
+                else outcome.reason,
+            )  # fmt: skip
+            state, next_attempt_at = DeliveryState.PENDING, None
+            if outcome.action is Action.DELIVERED:
+                state = DeliveryState.DELIVERED
+            elif outcome.action is Action.REFUSED:
+                state = DeliveryState.DEAD
+            else:
+                delay = retry_delay(made, self._jitter, retry_after=outcome.retry_after)
+                if delay is None:
+                    state = DeliveryState.DEAD
+                else:
+                    next_attempt_at = now + delay
+            self._settlements.append(
+                Settlement(
+                    delivery=delivery, attempt=record, state=state, url=first.url,
+                    next_attempt_at=next_attempt_at,
+                )
+            )  # fmt: skip
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_pending())
+        if verdicts[0].action is not Action.DELIVERED:
+            log.info(
+                "webhook batch attempt",
+                delivery_id=first.id,
+                deliveries=len(deliveries),
+                status_code=attempt.status_code,
+                error=attempt.error.value if attempt.error else None,
+                latency_ms=attempt.latency_ms,
             )
         return True
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.callbacks import (
     ATTEMPT_HISTORY,
+    BATCHED_EVENTS,
     MESSAGE_STATUS_EVENT,
     VERIFICATION_EVENTS,
     AttemptRecord,
@@ -507,6 +508,8 @@ class SqlCallbackStore:
                         d.attempts,
                         d.next_attempt_at,
                         d.recent_attempts,
+                        d.event_type,
+                        d.url,
                     )
                 )
             ).all()
@@ -521,6 +524,18 @@ class SqlCallbackStore:
         claimed = []
         for row in sorted(rows, key=lambda r: r.next_attempt_at):
             endpoint = endpoints[row.account_id]
+            history = tuple(_attempt(x) for x in row.recent_attempts or [])
+            if row.event_type in BATCHED_EVENTS:
+                # a partner's URL, kept on the row by whoever owns it; posted unsigned
+                claimed.append(
+                    DueDelivery(
+                        id=row.id, account_id=row.account_id,
+                        payload=row.payload.encode("ascii"), attempts=row.attempts,
+                        url=row.url, signing_secrets=(), endpoint_disabled=False,
+                        history=history, event_type=row.event_type,
+                    )
+                )  # fmt: skip
+                continue
             claimed.append(
                 DueDelivery(
                     id=row.id,
@@ -530,7 +545,8 @@ class SqlCallbackStore:
                     url=endpoint.url,
                     signing_secrets=endpoint.signing_secrets(now, self._overlap),
                     endpoint_disabled=endpoint.disabled_at is not None,
-                    history=tuple(_attempt(x) for x in row.recent_attempts or []),
+                    history=history,
+                    event_type=row.event_type,
                 )
             )
         return claimed

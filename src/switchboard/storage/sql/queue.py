@@ -78,7 +78,8 @@ def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 class StatusListener:
-    """Called inside the transaction that changes a message's status (customer callbacks)."""
+    """Called inside the transaction that changes a message's status (customer callbacks), or
+    that stores an inbound message (CRM reply forwarding)."""
 
     async def on_status(
         self,
@@ -88,6 +89,9 @@ class StatusListener:
         now: datetime,
         error_code: str | None,
     ) -> None:
+        return None
+
+    async def on_inbound(self, connection: AsyncConnection, inbound: InboundMessage) -> None:
         return None
 
 
@@ -107,6 +111,10 @@ class StatusListeners(StatusListener):
     ) -> None:
         for listener in self._listeners:
             await listener.on_status(connection, message, status, now, error_code)
+
+    async def on_inbound(self, connection: AsyncConnection, inbound: InboundMessage) -> None:
+        for listener in self._listeners:
+            await listener.on_inbound(connection, inbound)
 
 
 async def add_event(
@@ -318,7 +326,7 @@ _PARTS_BY_PROVIDER_ID: sa.Select[Any] = sa.select(
     message_parts.c.provider_id,
 ).where(message_parts.c.provider_id.in_(sa.bindparam("b_ids", expanding=True)))
 # What receipts and the status listeners read of a message: not its text, nor the timestamps
-# they do not need (each costs a conversion per row).
+# they do not need (each costs a conversion per row). client_ref marks CRM traffic (CleverTap).
 _RECEIPT_TARGETS: sa.Select[Any] = (
     sa.select(
         *(
@@ -327,7 +335,7 @@ _RECEIPT_TARGETS: sa.Select[Any] = (
                 "id", "account_id", "numeric_id", "transaction_id", "campaign_id",
                 "verification_id", "step", "channel", "message_type", "lane", "status",
                 "destination", "country_code", "connector", "error_code", "segments", "charge",
-                "charge_state", "submitted_at", "done_at",
+                "charge_state", "submitted_at", "done_at", "client_ref",
             )
         )
     )
@@ -767,6 +775,7 @@ class SqlMessageQueue:
                     received_at=inbound.received_at,
                 )
             )
+            await self._listener.on_inbound(connection, inbound)
 
     async def _load_receipt_targets(
         self, connection: AsyncConnection, receipts: Sequence[_Receipt]

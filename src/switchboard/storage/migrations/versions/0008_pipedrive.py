@@ -1,7 +1,7 @@
 """pipedrive: installed companies, their campaigns and the notes to log
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 17:09:27.757393
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import switchboard.storage.sql.tables
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

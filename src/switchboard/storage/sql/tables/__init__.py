@@ -8,6 +8,11 @@ from switchboard.storage.sql.tables.automations import (
     automations,
 )
 from switchboard.storage.sql.tables.base import UtcDateTime, metadata, timestamp_column
+from switchboard.storage.sql.tables.clevertap import (
+    clevertap_messages,
+    clevertap_reply_numbers,
+    clevertap_settings,
+)
 from switchboard.storage.sql.tables.core import (
     accounts,
     billing_usage,
@@ -45,6 +50,9 @@ __all__ = [
     "automations",
     "billing_usage",
     "campaigns",
+    "clevertap_messages",
+    "clevertap_reply_numbers",
+    "clevertap_settings",
     "idempotency_keys",
     "inbound_messages",
     "integration_keys",
