@@ -19,17 +19,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.automations.events import EventSink
 from switchboard.callbacks.sender import WebhookSender
 from switchboard.callbacks.ssrf import AddressPolicy
 from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
 from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
-from switchboard.config import ConnectorSettings, Settings
+from switchboard.config import ConnectorSettings, Settings, ShopifySettings
 from switchboard.domain.accounts import LockoutPolicy
 from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.integrations.shopify.admin import ShopifyAdmin
+from switchboard.integrations.shopify.app import ShopifyApp
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -37,6 +40,7 @@ from switchboard.services.billing import BillingService
 from switchboard.services.callbacks import CallbackService
 from switchboard.services.integration_keys import IntegrationKeyService, PartnerCredentials
 from switchboard.services.messaging import MessagingService
+from switchboard.services.personal_data import PersonalDataService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
 from switchboard.storage.account_cache import CachedAccountStore
@@ -48,9 +52,11 @@ from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
+from switchboard.storage.sql.personal_data import SqlPersonalData
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
+from switchboard.storage.sql.shopify import SqlShopifyStore
 from switchboard.storage.sql.usage import SqlUsageReports
 from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.storage.sql.wallets import SqlCharges, SqlWalletStore
@@ -266,11 +272,13 @@ class Container:
     integration_keys: IntegrationKeyService
     partners: PartnerCredentials
     vault: Vault
+    personal_data: PersonalDataService
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
     _wake_listener: WakeListener | None = None
+    shopify: ShopifyApp | None = None  # while [integrations.shopify] is configured
 
     async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
         if self._started:
@@ -301,6 +309,8 @@ class Container:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.shopify is not None:
+            self._tasks.append(asyncio.create_task(self.shopify.run(), name="shopify-webhooks"))
 
     async def _housekeeping(self) -> None:
         while True:
@@ -334,10 +344,34 @@ class Container:
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
         await self.webhooks.close()
+        if self.shopify is not None:
+            await self.shopify.close()
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
         self._started = False
+
+
+def build_shopify(
+    settings: ShopifySettings,
+    database: Database,
+    vault: Vault,
+    events: EventSink,
+    personal_data: PersonalDataService,
+    clock: Clock,
+    keys: Secrets,
+) -> ShopifyApp:
+    """The Shopify app: its store, Shopify's admin endpoints, the event sink it feeds."""
+    return ShopifyApp(
+        settings,
+        SqlShopifyStore(database),
+        ShopifyAdmin(settings),
+        vault,
+        events,
+        personal_data,
+        clock,
+        link_key=derive_key(keys.data_key, "shopify install link"),
+    )
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -464,6 +498,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         integration_keys=integration_keys,
         partners=PartnerCredentials(accounts, integration_keys),
         vault=Vault(keys.data_key),
+        personal_data=PersonalDataService(SqlPersonalData(database), clock),
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
     )

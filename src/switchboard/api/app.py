@@ -25,6 +25,7 @@ from switchboard.api.routes import (
 from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
+from switchboard.api.routes import shopify as shopify_routes
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.observability import get_logger
 
@@ -123,4 +124,5 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)
+    app.include_router(shopify_routes.router)
     return app

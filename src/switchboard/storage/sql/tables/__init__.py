@@ -22,6 +22,13 @@ from switchboard.storage.sql.tables.core import (
     webhook_deliveries,
 )
 from switchboard.storage.sql.tables.integrations import integration_keys
+from switchboard.storage.sql.tables.shopify import (
+    shopify_data_exports,
+    shopify_oauth_states,
+    shopify_recipients,
+    shopify_shops,
+    shopify_webhooks,
+)
 
 __all__ = [
     "UtcDateTime",
@@ -38,6 +45,11 @@ __all__ = [
     "parked_receipts",
     "price_rules",
     "sandbox_outbox",
+    "shopify_data_exports",
+    "shopify_oauth_states",
+    "shopify_recipients",
+    "shopify_shops",
+    "shopify_webhooks",
     "timestamp_column",
     "verification_checks",
     "verification_days",
