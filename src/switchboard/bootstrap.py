@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from switchboard.automations.events import EventSink
+from switchboard.automations.runner import AutomationRunner
+from switchboard.automations.service import AutomationService
 from switchboard.callbacks.sender import WebhookSender
 from switchboard.callbacks.ssrf import AddressPolicy
 from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
@@ -47,6 +49,7 @@ from switchboard.storage.account_cache import CachedAccountStore
 from switchboard.storage.base import AccountStore
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
+from switchboard.storage.sql.automations import SqlAutomationStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
@@ -272,6 +275,8 @@ class Container:
     integration_keys: IntegrationKeyService
     partners: PartnerCredentials
     vault: Vault
+    automations: AutomationService
+    automation_runner: AutomationRunner
     personal_data: PersonalDataService
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
@@ -308,6 +313,9 @@ class Container:
             await driver.start(self.sink)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
+        self._tasks.append(
+            asyncio.create_task(self.automation_runner.run(), name="automation-runner")
+        )
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.shopify is not None:
             self._tasks.append(asyncio.create_task(self.shopify.run(), name="shopify-webhooks"))
@@ -330,6 +338,7 @@ class Container:
             self._wake_listener.close()
             self._wake_listener = None
         grace = self.settings.server.shutdown_grace_s
+        self.automation_runner.stop()
         await self.dispatcher.stop(grace)
         await self.webhooks.stop(grace)
         for task in self._tasks:
@@ -350,6 +359,29 @@ class Container:
             await self.pg_wake.close()
         await self.database.dispose()
         self._started = False
+
+
+def build_automations(
+    settings: Settings,
+    database: Database,
+    queue: SqlMessageQueue,
+    charges: SqlCharges | None,
+    messaging: MessagingService,
+    accounts: AccountService,
+    clock: Clock,
+    *,
+    wake_dispatcher: Callable[[], None],
+) -> tuple[AutomationService, AutomationRunner]:
+    """The automation engine (the Shopify app's and POST /api/v1/events' sink) and its runner."""
+    service = AutomationService(
+        SqlAutomationStore(database, queue, charges=charges),
+        messaging,
+        accounts,
+        clock,
+        settings.automations,
+        on_queued=wake_dispatcher,
+    )
+    return service, AutomationRunner(service, settings.automations)
 
 
 def build_shopify(
@@ -471,6 +503,17 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         on_queued=wake_dispatcher,
         pricing=billing,
     )
+    automations, automation_runner = build_automations(
+        settings, database, queue, charges, messaging, accounts, clock,
+        wake_dispatcher=wake_dispatcher,
+    )  # fmt: skip
+    vault = Vault(keys.data_key)
+    personal_data = PersonalDataService(SqlPersonalData(database), clock)
+    shopify = None
+    if settings.integrations.shopify is not None:
+        shopify = build_shopify(
+            settings.integrations.shopify, database, vault, automations, personal_data, clock, keys
+        )
     return Container(
         settings=settings,
         clock=clock,
@@ -497,8 +540,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         billing=billing,
         integration_keys=integration_keys,
         partners=PartnerCredentials(accounts, integration_keys),
-        vault=Vault(keys.data_key),
-        personal_data=PersonalDataService(SqlPersonalData(database), clock),
+        vault=vault,
+        automations=automations,
+        automation_runner=automation_runner,
+        personal_data=personal_data,
+        shopify=shopify,
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
     )

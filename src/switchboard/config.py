@@ -213,6 +213,30 @@ class BillingSettings(_Section):
         return self
 
 
+class AutomationSettings(_Section):
+    """The automation engine (docs/adr/0013): its runner and the defaults of new automations."""
+
+    # how often the runner looks for due jobs; a publish runs its immediate sends itself
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    lease_s: float = Field(default=60.0, ge=1, le=3600)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    default_sender_id: str = Field(default="INFO", min_length=1, max_length=15)
+    # quiet hours are read in the event's time zone, else the account's `timezone` setting, else this
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -301,6 +325,7 @@ class Settings(BaseSettings):
     messaging: MessagingSettings = MessagingSettings()
     billing: BillingSettings = BillingSettings()
     logging: LoggingSettings = LoggingSettings()
+    automations: AutomationSettings = AutomationSettings()
     integrations: IntegrationsSettings = IntegrationsSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)

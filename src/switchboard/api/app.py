@@ -22,6 +22,7 @@ from switchboard.api.routes import (
     provider_webhooks,
     verification,
 )
+from switchboard.api.routes import automations as automation_routes
 from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
@@ -121,6 +122,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(callback_routes.router)
     app.include_router(billing_routes.router)
     app.include_router(integration_key_routes.router)
+    app.include_router(automation_routes.router)
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)

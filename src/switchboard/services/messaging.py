@@ -325,6 +325,24 @@ class MessagingService:
         accepted.message_id = message.id
         return accepted
 
+    def prepare(self, account: Account, request: MessageRequest) -> MessageRecord:
+        """One message (to mobileNumber, or to email for EMAIL) checked and built as `send`
+        would queue it, but not queued: for callers that queue it in a transaction of their
+        own (an automation job marks itself sent in the same one). Raises what `send` does."""
+        common = self._common(account, request)
+        if common.channel is Channel.EMAIL:
+            destination = (request.email or "").strip()
+            if not _EMAIL.match(destination):
+                raise InvalidRequestError("email is required (a valid address) for flowType EMAIL")
+            country_code = ""
+        else:
+            phone = parse_phone(request.country_code, request.mobile_number)
+            destination, country_code = phone.e164, phone.country_code
+        return self._message(
+            account, common, destination=destination, country_code=country_code,
+            summary=self._summarise(common, common.template), transaction_id=str(uuid.uuid4()),
+        )  # fmt: skip
+
     # -- campaigns --------------------------------------------------------------------------
 
     async def _list(

@@ -1,7 +1,7 @@
 """shopify: installed shops, OAuth states, received webhooks, recipients and data exports
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-02 17:11:20.179261
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import switchboard.storage.sql.tables
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0009"  # 0006 on its own branch; chained after the automations merge
 branch_labels = None
 depends_on = None
 

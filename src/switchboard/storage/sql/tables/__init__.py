@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from switchboard.storage.sql.tables.automations import (
+    automation_events,
+    automation_jobs,
+    automations,
+)
 from switchboard.storage.sql.tables.base import UtcDateTime, metadata, timestamp_column
 from switchboard.storage.sql.tables.core import (
     accounts,
@@ -33,6 +38,9 @@ from switchboard.storage.sql.tables.shopify import (
 __all__ = [
     "UtcDateTime",
     "accounts",
+    "automation_events",
+    "automation_jobs",
+    "automations",
     "billing_usage",
     "campaigns",
     "inbound_messages",
