@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -392,6 +392,8 @@ def build_shopify(
     personal_data: PersonalDataService,
     clock: Clock,
     keys: Secrets,
+    *,
+    on_installed: Callable[[str, str], Awaitable[object]] | None = None,
 ) -> ShopifyApp:
     """The Shopify app: its store, Shopify's admin endpoints, the event sink it feeds."""
     return ShopifyApp(
@@ -403,6 +405,7 @@ def build_shopify(
         personal_data,
         clock,
         link_key=derive_key(keys.data_key, "shopify install link"),
+        on_installed=on_installed,
     )
 
 
@@ -511,9 +514,15 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     personal_data = PersonalDataService(SqlPersonalData(database), clock)
     shopify = None
     if settings.integrations.shopify is not None:
+
+        async def install_automations(account_id: str, source: str) -> object:
+            # a new shop works at once: the engine's built-in rules, scoped to that shop
+            return await automations.install_defaults(account_id, source=source)
+
         shopify = build_shopify(
-            settings.integrations.shopify, database, vault, automations, personal_data, clock, keys
-        )
+            settings.integrations.shopify, database, vault, automations, personal_data, clock,
+            keys, on_installed=install_automations,
+        )  # fmt: skip
     return Container(
         settings=settings,
         clock=clock,

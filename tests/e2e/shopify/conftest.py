@@ -115,33 +115,48 @@ class Harness:
         return await self.app._store.webhook_status(webhook_id)
 
 
-@pytest.fixture
-async def harness(
-    make_settings: SettingsFactory, clock: FrozenClock, peer: ShopifyPeer, sink: RecordingSink
-) -> AsyncIterator[Harness]:
-    settings = make_settings(
-        integrations={
-            "shopify": {
-                "api_key": API_KEY,
-                "api_secret": API_SECRET,
-                "admin_base_url": peer.admin_base_url,
-                "app_url": APP_URL,
-                "poll_interval_s": 0.05,
-            }
+def shopify_settings(peer: ShopifyPeer) -> dict[str, Any]:
+    return {
+        "shopify": {
+            "api_key": API_KEY,
+            "api_secret": API_SECRET,
+            "admin_base_url": peer.admin_base_url,
+            "app_url": APP_URL,
+            "poll_interval_s": 0.05,
         }
-    )
-    container = build_container(settings, clock=clock)
-    assert settings.integrations.shopify is not None
-    container.shopify = build_shopify(
-        settings.integrations.shopify, container.database, container.vault, sink,
-        container.personal_data, clock, container.secrets,
-    )  # fmt: skip
+    }
+
+
+async def open_harness(
+    container: Container, peer: ShopifyPeer, sink: RecordingSink
+) -> AsyncIterator[Harness]:
     await container.start(run_workers=True)
     account = await container.accounts.create_customer(
         email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
     )
-    async with await open_client(container) as http:
-        mc = MessageCentralClient(http, account.id, PASSWORD)
-        await mc.fetch_token()
-        yield Harness(container, container.shopify, mc, http, peer, sink, account.id)
-    await container.stop()
+    assert container.shopify is not None
+    try:
+        async with await open_client(container) as http:
+            mc = MessageCentralClient(http, account.id, PASSWORD)
+            await mc.fetch_token()
+            yield Harness(container, container.shopify, mc, http, peer, sink, account.id)
+    finally:
+        await container.stop()
+
+
+@pytest.fixture
+async def harness(
+    make_settings: SettingsFactory, clock: FrozenClock, peer: ShopifyPeer, sink: RecordingSink
+) -> AsyncIterator[Harness]:
+    """The app with a recording sink in place of the engine: what it publishes, exactly."""
+    settings = make_settings(integrations=shopify_settings(peer))
+    container = build_container(settings, clock=clock)
+    assert settings.integrations.shopify is not None
+    assert container.shopify is not None
+    await container.shopify.close()
+    container.shopify = build_shopify(
+        settings.integrations.shopify, container.database, container.vault, sink,
+        container.personal_data, clock, container.secrets,
+    )  # fmt: skip
+    async for opened in open_harness(container, peer, sink):
+        yield opened

@@ -8,7 +8,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -71,6 +71,7 @@ class ShopifyApp:
         clock: Clock,
         *,
         link_key: bytes,
+        on_installed: Callable[[str, str], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -80,6 +81,8 @@ class ShopifyApp:
         self._personal_data = personal_data
         self._clock = clock
         self._link_key = link_key
+        # (account_id, event source) → e.g. the engine's built-in automations for the shop
+        self._on_installed = on_installed
         self._owner = f"shopify-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._refreshing: dict[str, asyncio.Lock] = {}
@@ -171,6 +174,8 @@ class ShopifyApp:
         await self._store.save_shop(installed, now)
         if self.settings.subscribe_webhooks:
             await self._subscribe(shop, grant.access_token)
+        if self._on_installed is not None:
+            await self._on_installed(account_id, f"shopify:{shop}")
         log.info("shopify shop installed", shop=shop, account_id=account_id)
         return installed
 
