@@ -290,3 +290,14 @@ async def test_shop_redact_erases_the_shop_and_its_customers(harness: Harness) -
     async with harness.container.database.read() as connection:
         row = (await connection.execute(sa.select(messages).where(messages.c.id == mine))).one()
     assert row.destination == "[redacted]"
+
+
+async def test_a_refresh_token_near_its_end_is_renewed(
+    harness: Harness, clock: FrozenClock
+) -> None:
+    await harness.install()
+    assert await harness.app.renew_ageing_tokens() == 0  # 90 days left
+    clock.advance(61 * 86400)
+    assert await harness.app.renew_ageing_tokens() == 1
+    assert harness.peer.refreshes == 1
+    assert await harness.app.renew_ageing_tokens() == 0  # the rotated one has 90 days again

@@ -36,6 +36,8 @@ STATE_TTL = timedelta(minutes=10)
 _REFRESH_LEASE = timedelta(seconds=30)
 _REFRESH_WAIT_POLLS = 100  # × 50 ms: another process's refresh lands well within 5 s
 _BATCH = 20
+REFRESH_AHEAD = timedelta(days=30)
+_RENEW_EVERY = timedelta(hours=1)
 
 SHOP_QUERY = "query { shop { name ianaTimezone } }"
 SUBSCRIBE_MUTATION = (
@@ -212,8 +214,9 @@ class ShopifyApp:
 
     # -- tokens -----------------------------------------------------------------------------
 
-    async def access_token(self, shop: str) -> str:
-        """A usable access token, refreshed first when it expires within the margin.
+    async def access_token(self, shop: str, *, renew: bool = False) -> str:
+        """A usable access token, refreshed first when it expires within the margin (or
+        when `renew`: to use the refresh token before its 90 days run out).
 
         Single-flight: one refresher per shop in this process (a lock) and across processes
         (a lease on the row); the others wait for the pair it stores. The new pair is kept
@@ -221,6 +224,7 @@ class ShopifyApp:
         refresh token with each use."""
         lock = self._refreshing.setdefault(shop, asyncio.Lock())
         async with lock:
+            seen: int | None = None
             for _ in range(_REFRESH_WAIT_POLLS):
                 current = await self._store.get_shop(shop)
                 if current is None or current.tokens is None:
@@ -228,14 +232,28 @@ class ShopifyApp:
                 tokens = current.tokens
                 now = self._clock.now()
                 margin = timedelta(seconds=self.settings.refresh_margin_s)
-                if tokens.access_expires_at - margin > now:
+                fresh = tokens.access_expires_at - margin > now and not renew
+                if fresh or (seen is not None and current.token_version != seen):
                     return self._vault.open(tokens.access_token, f"shopify:{shop}:access_token")
+                seen = current.token_version
                 if await self._store.claim_refresh(
                     shop, current.token_version, now, now + _REFRESH_LEASE
                 ):
                     return await self._refresh(current, tokens)
                 await asyncio.sleep(0.05)  # another process is refreshing: read its pair
         raise RetryLaterError(f"the token refresh of {shop} did not finish")
+
+    async def renew_ageing_tokens(self) -> int:
+        """Refresh the shops whose refresh token would expire within REFRESH_AHEAD (a shop
+        with no webhooks for months would otherwise lose its token); how many were renewed."""
+        renewed = 0
+        for shop in await self._store.shops_to_renew(self._clock.now() + REFRESH_AHEAD):
+            try:
+                await self.access_token(shop, renew=True)
+                renewed += 1
+            except (ShopifyApiError, RetryLaterError, NotFoundError) as exc:
+                log.warning("shopify token renewal failed", shop=shop, error=str(exc))
+        return renewed
 
     async def _refresh(self, current: Shop, tokens: TokenPair) -> str:
         shop = current.shop
@@ -295,10 +313,14 @@ class ShopifyApp:
 
     async def run(self) -> None:
         """Process stored webhooks until cancelled; woken by each new one, else it polls."""
+        renewed_at: datetime | None = None
         while True:
             try:
                 while await self.process_due() == _BATCH:
                     pass
+                if renewed_at is None or self._clock.now() - renewed_at >= _RENEW_EVERY:
+                    renewed_at = self._clock.now()
+                    await self.renew_ageing_tokens()
             except Exception:  # a database hiccup: the leases lapse and the rows come back
                 log.exception("shopify webhook processing failed")
             self._wake.clear()

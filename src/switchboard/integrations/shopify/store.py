@@ -90,6 +90,10 @@ class ShopifyStore(Protocol):
 
     async def release_refresh(self, shop: str) -> None: ...
 
+    async def shops_to_renew(self, before: datetime) -> list[str]:
+        """Installed shops whose refresh token expires before `before`."""
+        ...
+
     async def uninstall(self, shop: str, now: datetime) -> bool:
         """Drop the shop's tokens (app/uninstalled); the link stays for shop/redact."""
         ...

@@ -164,6 +164,17 @@ class SqlShopifyStore:
                 shopify_shops.update().where(_shops.shop == shop).values(refresh_lease_until=None)
             )
 
+    async def shops_to_renew(self, before: datetime) -> list[str]:
+        async with self._db.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(_shops.shop).where(
+                        _shops.refresh_token.is_not(None), _shops.refresh_expires_at < before
+                    )
+                )
+            ).all()
+        return [row.shop for row in rows]
+
     async def uninstall(self, shop: str, now: datetime) -> bool:
         async with self._db.write() as connection:
             done = await connection.execute(
