@@ -17,6 +17,7 @@ SECRET_NAMES = frozenset(
         "key", "code", "otp", "password", "authtoken", "token", "access_token", "secret",
         "message", "messagetext", "authorization", "client_secret", "refresh_token",
         "hub.verify_token", "verify_token", "app_secret", "callback_secret",
+        "link", "state",  # a Shopify install link (a credential) and its OAuth state nonce
     }
 )  # fmt: skip
 REDACTED = "***"

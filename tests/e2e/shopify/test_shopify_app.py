@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 
+import pytest
 import sqlalchemy as sa
 from tests.e2e.conftest import eventually
 from tests.e2e.shopify.conftest import API_SECRET, SHOP, Harness
@@ -301,3 +302,18 @@ async def test_a_refresh_token_near_its_end_is_renewed(
     assert await harness.app.renew_ageing_tokens() == 1
     assert harness.peer.refreshes == 1
     assert await harness.app.renew_ageing_tokens() == 0  # the rotated one has 90 days again
+
+
+async def test_install_links_states_and_codes_stay_out_of_the_logs(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = await harness.install()
+    assert response.status_code == 200
+    logged = capsys.readouterr().out
+    link = harness.app.install_link(harness.customer_id, SHOP)[0].split("link=")[1][:20]
+    assert "path=/integrations/shopify/callback" in logged
+    assert link not in logged
+    assert "state=***" in logged
+    assert "code=***" in logged
+    for token in harness.peer.shops[SHOP].access_tokens:
+        assert token not in logged
