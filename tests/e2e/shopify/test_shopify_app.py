@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from tests.e2e.conftest import eventually
 from tests.e2e.shopify.conftest import API_SECRET, SHOP, Harness
 
 from switchboard.automations import events as names
+from switchboard.automations.events import Event
 from switchboard.bootstrap import build_shopify
 from switchboard.clock import FrozenClock
 from switchboard.integrations.shopify import signing
@@ -317,3 +319,53 @@ async def test_install_links_states_and_codes_stay_out_of_the_logs(
     assert "code=***" in logged
     for token in harness.peer.shops[SHOP].access_tokens:
         assert token not in logged
+
+
+async def test_a_webhook_claimed_by_a_dead_worker_is_processed_after_its_lease(
+    harness: Harness, clock: FrozenClock
+) -> None:
+    await harness.install()
+    store = harness.app._store
+    webhook_id = str(uuid.uuid4())
+    body = json.dumps(order()).encode()
+    assert await store.add_webhook(
+        webhook_id=webhook_id, shop=SHOP, topic="orders/create", api_version=None,
+        triggered_at=None, body=body, now=clock.now(),
+    )  # fmt: skip
+    # a worker leases it and dies before acting
+    [claimed] = await store.claim_webhooks(
+        "dead-worker", clock.now(), clock.now() + timedelta(seconds=60), 5
+    )
+    assert claimed.webhook_id == webhook_id
+    await asyncio.sleep(0.3)  # the live loop polls meanwhile: the lease keeps it away
+    assert await harness.status(webhook_id) == "PENDING"
+    assert harness.sink.published == []
+    clock.advance(61)
+    await processed(harness, webhook_id)
+    assert [e.name for e in harness.sink.published] == [names.ORDER_CREATED]
+
+
+async def test_a_failing_engine_call_is_retried_later(harness: Harness, clock: FrozenClock) -> None:
+    await harness.install()
+    calls = 0
+    publish = harness.sink.publish
+
+    async def flaky(event: Event) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("engine database away")
+        return await publish(event)
+
+    harness.sink.publish = flaky  # type: ignore[method-assign]
+    webhook_id = str(uuid.uuid4())
+    await harness.emit("orders/create", order(), webhook_id=webhook_id)
+
+    async def tried() -> bool:
+        return calls == 1
+
+    await eventually(tried)
+    assert await harness.status(webhook_id) == "PENDING"
+    clock.advance(6)  # the first retry waits 5 s
+    await processed(harness, webhook_id)
+    assert len(harness.sink.published) == 1
