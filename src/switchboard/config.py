@@ -224,6 +224,9 @@ class AutomationSettings(_Section):
     default_sender_id: str = Field(default="INFO", min_length=1, max_length=15)
     # quiet hours are read in the event's time zone, else the account's `timezone` setting, else this
     timezone: str = "UTC"
+    # events are kept for dedupe (Shopify retries for 4 h) and for the closing-event check of
+    # pending jobs (delays up to 60 days), then deleted
+    event_retention_days: int = Field(default=90, ge=61, le=3650)
 
     @field_validator("timezone")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,8 @@ from switchboard.automations.events import (
 from switchboard.automations.rules import AutomationKind, JobStatus
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
+from switchboard.services.messaging import MessageRequest
+from switchboard.storage.sql.automations import SqlAutomationStore
 from switchboard.testing.client import MessageCentralClient
 
 PHONE = "+919876543210"
@@ -36,6 +39,19 @@ FIELDS = {
 def clock() -> FrozenClock:
     # 10:00 UTC (15:30 in Kolkata): outside the default quiet hours wherever a test looks
     return FrozenClock(datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0))
+
+
+# The runners in these tests run when told to (the background one once at start): no race
+# with the test's own `run_once` for who leases a job.
+QUIET_RUNNER = {"automations": {"poll_interval_s": 60}}
+
+
+@pytest.fixture
+async def container(make_settings: SettingsFactory, clock: FrozenClock) -> AsyncIterator[Container]:
+    built = build_container(make_settings(**QUIET_RUNNER), clock=clock)
+    await built.start(run_workers=True)
+    yield built
+    await built.stop()
 
 
 def event(account_id: str, name: str, key: str, clock: FrozenClock, **extra: Any) -> Event:
@@ -200,7 +216,7 @@ async def test_promotional_automation_skips_a_recipient_without_consent_and_reco
 async def test_a_pending_job_survives_a_restart_and_fires_once(
     make_settings: SettingsFactory, clock: FrozenClock
 ) -> None:
-    first = build_container(make_settings(), clock=clock)
+    first = build_container(make_settings(**QUIET_RUNNER), clock=clock)
     await first.start(run_workers=True)
     account = await first.accounts.create_customer(
         email="dev@example.com", password=PASSWORD, customer_id="C-RESTART"
@@ -210,7 +226,7 @@ async def test_a_pending_job_survives_a_restart_and_fires_once(
     await first.stop()
 
     clock.advance(3600)
-    second = build_container(make_settings(), clock=clock)
+    second = build_container(make_settings(**QUIET_RUNNER), clock=clock)
     await second.start(run_workers=True)
     try:
 
@@ -425,3 +441,157 @@ async def test_an_api_event_without_a_key_is_never_deduplicated(
     fourth = (await client.post("/api/v1/events", json=keyed, headers=mc.headers())).json()
     assert len(third["data"]["jobs"]) == 1
     assert fourth["data"] == {"eventId": None, "key": "k1", "duplicate": True, "jobs": []}
+
+
+async def test_a_runner_whose_lease_was_taken_over_cannot_send_the_job_again(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    """A runner stalled past its lease: another takes the job and sends it; the first one's
+    late send then matches nothing, so the job still makes exactly one message."""
+    automations = container.automations
+    store = SqlAutomationStore(container.database, container.queue)
+    await automations.create(customer, AutomationKind.ABANDONED_CHECKOUT, {})
+    await automations.publish(event(customer, CHECKOUT_STARTED, "co-1", clock))
+    clock.advance(3600)
+    [stalled] = await store.claim_due("stalled", clock.now(), 60, limit=10)
+    clock.advance(61)
+    assert await automations.run_due("healthy") == 1
+    account = await container.accounts.get(customer)
+    late = container.messaging.prepare(
+        account,
+        MessageRequest(
+            flow_type="SMS", message="late", sender_id="ACME", message_type="PROMOTIONAL",
+            country_code="91", mobile_number="9876543210",
+        ),
+    )  # fmt: skip
+    assert not await store.send_job(stalled.id, "stalled", late, clock.now())
+
+    async def sent() -> bool:
+        return len(await sent_texts(container, customer)) == 1
+
+    await eventually(sent)
+    await asyncio.sleep(0.3)
+    assert len(await sent_texts(container, customer)) == 1
+    [job] = await automations.jobs(customer)
+    assert job.status is JobStatus.SENT
+    assert job.attempts == 2
+
+
+async def test_a_send_the_wallet_cannot_pay_fails_the_job_and_a_paid_one_is_charged_once(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    settings = make_settings(billing={"enabled": True, "default_price": "0.0100"}, **QUIET_RUNNER)
+    built = build_container(settings, clock=clock)
+    await built.start(run_workers=True)
+    try:
+        account = await built.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-BILLED"
+        )
+        automations = built.automations
+        await automations.create(account.id, AutomationKind.ORDER_CONFIRMATION, {})
+        broke = await automations.publish_event(event(account.id, ORDER_CREATED, "o-1", clock))
+        [job] = broke.jobs
+        assert job.status is JobStatus.FAILED
+        assert job.reason is not None
+        assert "insufficient balance" in job.reason
+        await built.billing.top_up(account.id, "0.0500", reference="test")
+        paid = await automations.publish_event(event(account.id, ORDER_CREATED, "o-2", clock))
+        assert [x.status for x in paid.jobs] == [JobStatus.SENT]
+        assert (await built.billing.balance(account.id)).wallet.balance == 400  # 0.0400 USD
+        assert len(await automations.jobs(account.id, status="FAILED")) == 1
+    finally:
+        await built.stop()
+
+
+async def test_a_whatsapp_automation_sends_on_the_whatsapp_channel(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    await automations.create(
+        customer, AutomationKind.SHIPPING_UPDATE, {"channel": "whatsapp", "sender_id": None}
+    )
+    fields = {**FIELDS, "tracking_url": "https://track.example/9"}
+    publication = await automations.publish_event(
+        event(customer, "shipment.updated", "f-1", clock, fields=fields)
+    )
+    assert [job.status for job in publication.jobs] == [JobStatus.SENT]
+
+    async def sent() -> bool:
+        return len(await container.outbox.entries(customer)) == 1
+
+    await eventually(sent)
+    [entry] = await container.outbox.entries(customer)
+    assert entry["channel"] == "WHATSAPP"
+    assert entry["text"].endswith("Track it: https://track.example/9")
+
+
+async def test_events_past_their_retention_are_pruned_and_recent_ones_kept(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    await automations.create(customer, AutomationKind.ORDER_CONFIRMATION, {})
+    await automations.publish(event(customer, ORDER_CREATED, "old", clock))
+    clock.advance(80 * 86400)
+    await automations.publish(event(customer, ORDER_CREATED, "recent", clock))
+    clock.advance(11 * 86400)  # "old" is 91 days old, past the default 90
+    assert await automations.prune_events() == 1
+    assert await automations.publish(event(customer, ORDER_CREATED, "recent", clock)) == []
+    assert len(await automations.jobs(customer)) == 2  # the jobs' history stays
+
+
+async def test_quiet_hours_fall_back_to_the_customers_timezone_and_missing_variables_are_noted(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    await container.accounts.update(customer, settings={"timezone": "Asia/Kolkata"})
+    automations = container.automations
+    await automations.create(customer, AutomationKind.WELCOME, {})  # quiet 21:00-09:00
+    clock.advance(6 * 3600)  # 16:00 UTC = 21:30 in Kolkata
+    publication = await automations.publish_event(
+        event(customer, "customer.created", "c-1", clock, fields={})
+    )
+    [job] = publication.jobs
+    assert job.due_at == clock.now() + timedelta(hours=11, minutes=30)  # 09:00 there
+    clock.advance(11.5 * 3600)
+    assert await container.automation_runner.run_once() == 1
+    [sent] = await automations.jobs(customer)
+    assert sent.status is JobStatus.SENT
+    assert sent.reason == "rendered without customer.first_name"
+
+
+async def test_a_job_whose_runners_keep_dying_fails_after_max_attempts(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    store = SqlAutomationStore(container.database, container.queue)
+    await automations.create(customer, AutomationKind.ABANDONED_CHECKOUT, {})
+    await automations.publish(event(customer, CHECKOUT_STARTED, "co-1", clock))
+    clock.advance(3600)
+    for attempt in range(container.settings.automations.max_attempts):
+        [job] = await store.claim_due(f"dies-{attempt}", clock.now(), 60, limit=10)
+        clock.advance(61)  # that runner died: its lease runs out
+    assert await container.automation_runner.run_once() == 1
+    [job] = await automations.jobs(customer)
+    assert job.status is JobStatus.FAILED
+    assert job.reason == "gave up after 5 attempts"
+    assert await sent_texts(container, customer) == []
+
+
+async def test_forget_source_erases_a_shops_rules_events_and_unsent_jobs(
+    container: Container, customer: str, clock: FrozenClock
+) -> None:
+    automations = container.automations
+    await automations.install_defaults(customer, source=SHOP)
+    kept = await automations.create(customer, AutomationKind.CUSTOM, {
+        "event_name": "deal.won", "template": "Thanks!", "source": "pipedrive",
+    })  # fmt: skip
+    await automations.publish(event(customer, ORDER_CREATED, "o-1", clock, subject="order:1"))
+    await automations.publish(event(customer, CHECKOUT_STARTED, "co-1", clock))
+    # 5 rules + 1 pending reminder + 2 events
+    assert await automations.forget_source(customer, SHOP) == 8
+    assert [x.id for x in await automations.list(customer)] == [kept.id]
+    [sent] = await automations.jobs(customer)
+    assert sent.status is JobStatus.SENT
+    assert sent.phone is None
+    assert dict(sent.context) == {}
+    clock.advance(3600)
+    assert await container.automation_runner.run_once() == 0

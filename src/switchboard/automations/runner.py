@@ -12,6 +12,8 @@ from switchboard.observability import get_logger
 
 log = get_logger("switchboard.automations.runner")
 
+_PRUNE_EVERY_S = 3600.0
+
 
 class AutomationRunner:
     """Runs the jobs that are due, then waits `poll_interval_s` (or a `wake()`).
@@ -41,9 +43,15 @@ class AutomationRunner:
         return total
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pruned_at: float | None = None
         while not self._stopping:
             try:
                 await self.run_once()
+                if pruned_at is None or loop.time() - pruned_at >= _PRUNE_EVERY_S:
+                    pruned_at = loop.time()
+                    if removed := await self._service.prune_events():
+                        log.info("automation events pruned", count=removed)
             except Exception:  # a database hiccup: try again next round
                 log.exception("automation runner round failed")
             with contextlib.suppress(TimeoutError):

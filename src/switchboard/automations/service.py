@@ -240,6 +240,16 @@ class AutomationService:
     ) -> int:
         return await self._store.forget_recipient(account_id, phone=phone, email=email)
 
+    async def forget_source(self, account_id: str, source: str) -> int:
+        """Erase what the engine holds for `source` (Shopify's shop/redact): its rules, their
+        unsent jobs, its events; sent jobs stay as ids only. The rows deleted."""
+        return await self._store.forget_source(account_id, source)
+
+    async def prune_events(self) -> int:
+        """Delete events older than `event_retention_days`; how many."""
+        days = self._settings.event_retention_days
+        return await self._store.prune_events(self._clock.now() - timedelta(days=days))
+
     # -- jobs -------------------------------------------------------------------------------
 
     async def run_due(self, owner: str, *, limit: int | None = None) -> int:
@@ -314,19 +324,22 @@ class AutomationService:
         if later > now:  # a job run late (a runner down overnight) still waits out the night
             await self._store.postpone_job(job.id, owner, later, now, reason="quiet hours")
             return replace(job, due_at=later, reason="quiet hours")
+        rendered = render(automation.template, job.context)
+        # sent anyway (an order confirmation without a first name is still one), but noted
+        note = f"rendered without {', '.join(rendered.missing)}" if rendered.missing else None
         try:
             account = await self._accounts.get(job.account_id)
-            message = self._messaging.prepare(
-                account, _request(automation, job, render(automation.template, job.context))
-            )
+            message = self._messaging.prepare(account, _request(automation, job, rendered))
             message = replace(message, id=message_id_for(job.id))
-            sent = await self._store.send_job(job.id, owner, message, now)
+            sent = await self._store.send_job(job.id, owner, message, now, reason=note)
         except SwitchboardError as error:  # refused: bad sender, DLT text, funds, …
             return await end(JobStatus.FAILED, error.message)
         if not sent:  # cancelled meanwhile, or another runner took over an expired lease
             return job
         self._on_queued()
-        return replace(job, status=JobStatus.SENT, message_id=message.id, updated_at=now)
+        return replace(
+            job, status=JobStatus.SENT, message_id=message.id, reason=note, updated_at=now
+        )
 
 
 def _request(automation: Automation, job: Job, rendered: Rendered) -> MessageRequest:

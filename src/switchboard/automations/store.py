@@ -54,6 +54,16 @@ class AutomationStore(Protocol):
         of rows deleted. Sent jobs keep only their message id (the address is erased)."""
         ...
 
+    async def forget_source(self, account_id: str, source: str) -> int:
+        """Delete the rules scoped to `source` with their unsent jobs, and the events from it;
+        sent jobs keep only their ids (a shop uninstalled and redacted). The rows deleted."""
+        ...
+
+    async def prune_events(self, before: datetime) -> int:
+        """Delete the events recorded before `before` (their keys may then be published
+        again); how many."""
+        ...
+
     async def claim_due(
         self,
         owner: str,
@@ -80,11 +90,17 @@ class AutomationStore(Protocol):
         ...
 
     async def send_job(
-        self, job_id: str, owner: str, message: MessageRecord, now: datetime
+        self,
+        job_id: str,
+        owner: str,
+        message: MessageRecord,
+        now: datetime,
+        *,
+        reason: str | None = None,
     ) -> bool:
-        """Queue `message` and mark the leased job SENT in one transaction, or do neither
-        (False: lease lost, or cancelled meanwhile). May raise what queueing raises
-        (InsufficientFundsError)."""
+        """Queue `message` and mark the leased job SENT (noting `reason`) in one transaction,
+        or do neither (False: lease lost, or cancelled meanwhile). May raise what queueing
+        raises (InsufficientFundsError)."""
         ...
 
     async def postpone_job(

@@ -247,6 +247,35 @@ class SqlAutomationStore:
             )
         return int(events.rowcount or 0) + int(unsent.rowcount or 0)
 
+    async def forget_source(self, account_id: str, source: str) -> int:
+        rules = sa.select(a.id).where(a.account_id == account_id, a.source == source)
+        async with self._db.write() as connection:
+            ids = list((await connection.execute(rules)).scalars())
+            deleted = 0
+            if ids:
+                of_rules = sa.and_(j.account_id == account_id, j.automation_id.in_(ids))
+                unsent = await connection.execute(
+                    automation_jobs.delete().where(of_rules, j.status != JobStatus.SENT.value)
+                )
+                await connection.execute(
+                    automation_jobs.update()
+                    .where(of_rules)
+                    .values(phone=None, email=None, subject=None, context={})
+                )
+                rules_deleted = await connection.execute(automations.delete().where(a.id.in_(ids)))
+                deleted += int(unsent.rowcount or 0) + int(rules_deleted.rowcount or 0)
+            events = await connection.execute(
+                automation_events.delete().where(e.account_id == account_id, e.source == source)
+            )
+        return deleted + int(events.rowcount or 0)
+
+    async def prune_events(self, before: datetime) -> int:
+        async with self._db.write() as connection:
+            result = await connection.execute(
+                automation_events.delete().where(e.recorded_at < before)
+            )
+        return int(result.rowcount or 0)
+
     # -- jobs -------------------------------------------------------------------------------
 
     async def claim_due(
@@ -312,7 +341,13 @@ class SqlAutomationStore:
         return bool(result.rowcount)
 
     async def send_job(
-        self, job_id: str, owner: str, message: MessageRecord, now: datetime
+        self,
+        job_id: str,
+        owner: str,
+        message: MessageRecord,
+        now: datetime,
+        *,
+        reason: str | None = None,
     ) -> bool:
         async with self._db.write() as connection:
             # The job's row first: on PostgreSQL this locks it, so a concurrent cancel waits
@@ -323,7 +358,7 @@ class SqlAutomationStore:
                 .values(
                     status=JobStatus.SENT.value,
                     message_id=message.id,
-                    reason=None,
+                    reason=_reason(reason),
                     lease_owner=None,
                     lease_until=None,
                     updated_at=now,

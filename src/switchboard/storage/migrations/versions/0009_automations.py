@@ -51,6 +51,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_automation_events_subject", ["account_id", "subject"], unique=False
         )
+        batch_op.create_index("ix_automation_events_recorded", ["recorded_at"], unique=False)
 
     op.create_table(
         "automation_jobs",
@@ -153,6 +154,7 @@ def downgrade() -> None:
 
     op.drop_table("automation_jobs")
     with op.batch_alter_table("automation_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_automation_events_recorded")
         batch_op.drop_index("ix_automation_events_subject")
 
     op.drop_table("automation_events")

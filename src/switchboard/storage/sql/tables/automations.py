@@ -45,6 +45,7 @@ automation_events = sa.Table(
     # a retried webhook: the second insert finds the first and publishes nothing
     sa.UniqueConstraint("account_id", "source", "key"),
     sa.Index("ix_automation_events_subject", "account_id", "subject"),
+    sa.Index("ix_automation_events_recorded", "recorded_at"),
 )
 
 automation_jobs = sa.Table(
