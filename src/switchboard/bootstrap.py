@@ -394,6 +394,7 @@ def build_shopify(
     keys: Secrets,
     *,
     on_installed: Callable[[str, str], Awaitable[object]] | None = None,
+    on_removed: Callable[[str, str], Awaitable[object]] | None = None,
 ) -> ShopifyApp:
     """The Shopify app: its store, Shopify's admin endpoints, the event sink it feeds."""
     return ShopifyApp(
@@ -406,6 +407,7 @@ def build_shopify(
         clock,
         link_key=derive_key(keys.data_key, "shopify install link"),
         on_installed=on_installed,
+        on_removed=on_removed,
     )
 
 
@@ -519,9 +521,12 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             # a new shop works at once: the engine's built-in rules, scoped to that shop
             return await automations.install_defaults(account_id, source=source)
 
+        async def remove_automations(account_id: str, source: str) -> object:
+            return await automations.forget_source(account_id, source)
+
         shopify = build_shopify(
             settings.integrations.shopify, database, vault, automations, personal_data, clock,
-            keys, on_installed=install_automations,
+            keys, on_installed=install_automations, on_removed=remove_automations,
         )  # fmt: skip
     return Container(
         settings=settings,

@@ -134,3 +134,27 @@ async def test_checkout_completed_in_time_sends_no_reminder(
     assert job.status is JobStatus.CANCELLED
     await shop.container.automations.run_due("test-runner")  # what the runner would find
     assert texts_to(smsc, PHONE) == []
+
+
+async def test_uninstall_stops_the_shops_pending_reminders(
+    shop: Harness, smsc: NpmSmsc, clock: FrozenClock
+) -> None:
+    started = str(uuid.uuid4())
+    await shop.emit(
+        "checkouts/create", checkout(updated_at=clock.now().isoformat()), webhook_id=started
+    )
+    await processed(shop, started)
+    assert [j.status for j in await shop.container.automations.jobs(shop.customer_id)] == [
+        JobStatus.PENDING
+    ]
+    gone = str(uuid.uuid4())
+    await shop.emit("app/uninstalled", {"id": 1, "domain": "acme.myshopify.com"}, webhook_id=gone)
+    await processed(shop, gone)
+    assert await shop.container.automations.list(shop.customer_id) == []
+    clock.advance(REMINDER_DELAY_S + 60)
+    await shop.container.automations.run_due("test-runner")
+    assert all(
+        j.status is not JobStatus.PENDING
+        for j in await shop.container.automations.jobs(shop.customer_id)
+    )
+    assert texts_to(smsc, PHONE) == []

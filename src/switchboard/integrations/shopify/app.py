@@ -74,6 +74,7 @@ class ShopifyApp:
         *,
         link_key: bytes,
         on_installed: Callable[[str, str], Awaitable[object]] | None = None,
+        on_removed: Callable[[str, str], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -85,6 +86,9 @@ class ShopifyApp:
         self._link_key = link_key
         # (account_id, event source) → e.g. the engine's built-in automations for the shop
         self._on_installed = on_installed
+        # (account_id, event source) after uninstall and shop/redact: the engine's rules, events
+        # and unsent jobs for the shop go (no reminder reaches a shop's customer after it left)
+        self._on_removed = on_removed
         self._owner = f"shopify-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._refreshing: dict[str, asyncio.Lock] = {}
@@ -361,6 +365,8 @@ class ShopifyApp:
             return  # never installed, or already erased by shop/redact: nothing of it is held
         if webhook.topic == topics.APP_UNINSTALLED:
             await self._store.uninstall(shop.shop, self._clock.now())
+            if self._on_removed is not None:
+                await self._on_removed(shop.account_id, f"shopify:{shop.shop}")
             log.info("shopify shop uninstalled", shop=shop.shop)
             return
         if webhook.topic == topics.CUSTOMERS_DATA_REQUEST:
@@ -446,6 +452,8 @@ class ShopifyApp:
     async def _redact_shop(self, shop: Shop) -> None:
         known = await self._store.recipients(shop.shop)
         await self._forget(shop, [d for d in known if "@" not in d], [d for d in known if "@" in d])
+        if self._on_removed is not None:
+            await self._on_removed(shop.account_id, f"shopify:{shop.shop}")
         await self._store.delete_shop(shop.shop)
         log.info("shopify shop redacted", shop=shop.shop)
 
