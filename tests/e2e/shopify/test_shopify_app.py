@@ -17,7 +17,7 @@ from switchboard.automations.events import Event
 from switchboard.bootstrap import build_shopify
 from switchboard.clock import FrozenClock
 from switchboard.integrations.shopify import signing
-from switchboard.storage.sql.tables import messages, shopify_shops
+from switchboard.storage.sql.tables import messages, shopify_shops, shopify_webhooks, verifications
 
 PHONE = "+919876543210"
 
@@ -257,6 +257,8 @@ async def test_customer_redact_erases_numbers_and_texts(harness: Harness) -> Non
     await processed(harness, order_id)
     mine = await _send_sms(harness, PHONE[3:], "Your order #1001 is confirmed")
     theirs = await _send_sms(harness, "9123456789", "someone else")
+    otp = await harness.mc.send_otp(mobileNumber=PHONE[3:])
+    assert otp.status_code == 200, otp.text
     redact = str(uuid.uuid4())
     await harness.emit(
         "customers/redact",
@@ -268,6 +270,8 @@ async def test_customer_redact_erases_numbers_and_texts(harness: Harness) -> Non
     async with harness.container.database.read() as connection:
         rows = {r.id: r for r in (await connection.execute(sa.select(messages))).all()}
         raw = json.dumps([str(tuple(r)) for r in rows.values()])
+        checks = (await connection.execute(sa.select(verifications))).all()
+    assert [(v.destination, v.mobile_number) for v in checks] == [("[redacted]", "[redacted]")]
     assert rows[mine].destination == "[redacted]"
     assert rows[mine].body == "[redacted]"
     assert rows[theirs].destination == "+919123456789"  # another person's stays
@@ -368,4 +372,19 @@ async def test_a_failing_engine_call_is_retried_later(harness: Harness, clock: F
     assert await harness.status(webhook_id) == "PENDING"
     clock.advance(6)  # the first retry waits 5 s
     await processed(harness, webhook_id)
+    assert len(harness.sink.published) == 1
+
+
+async def test_concurrent_deliveries_of_one_webhook_store_it_once(harness: Harness) -> None:
+    await harness.install()
+    webhook_id = str(uuid.uuid4())
+    answers = await asyncio.gather(
+        *(harness.emit("orders/create", order(), webhook_id=webhook_id) for _ in range(8))
+    )
+    assert [a.status_code for a in answers] == [200] * 8
+    await processed(harness, webhook_id)
+    async with harness.container.database.read() as connection:
+        rows = (await connection.execute(sa.select(shopify_webhooks))).all()
+    assert len(rows) == 1
+    assert rows[0].body == ""  # customer data is not kept once acted on
     assert len(harness.sink.published) == 1
