@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from tests.conftest import SettingsFactory
 from tests.e2e.conftest import eventually
-from tests.e2e.shopify.conftest import (
+from tests.e2e.shopify_app.conftest import (
     Harness,
     RecordingSink,
     open_harness,
     shopify_settings,
 )
-from tests.e2e.shopify.test_shopify_app import PHONE, order, processed
+from tests.e2e.shopify_app.test_shopify_app import PHONE, order, processed
 from tests.integration.smpp.conftest import npm_smsc_dir, npm_smsc_factory  # noqa: F401
 from tests.integration.smpp.peers import NpmSmsc
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from tests.e2e.conftest import eventually
-from tests.e2e.shopify.conftest import API_SECRET, SHOP, Harness
+from tests.e2e.shopify_app.conftest import API_SECRET, SHOP, Harness
 
 from switchboard.automations import events as names
 from switchboard.automations.events import Event
