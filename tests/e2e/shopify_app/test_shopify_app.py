@@ -248,6 +248,15 @@ async def test_data_request_exports_the_customers_messages(harness: Harness) -> 
     assert export["dataRequestId"] == "9999"
     texts = [m["text"] for m in export["document"]["messages"]]
     assert texts == ["Your order #1001 is confirmed"]  # found by the phone its order carried
+    # a later redact of that customer takes the export with it
+    redact = str(uuid.uuid4())
+    await harness.emit(
+        "customers/redact",
+        {"shop_id": 1, "shop_domain": SHOP, "customer": {"id": 77, "email": None, "phone": None}},
+        webhook_id=redact,
+    )
+    await processed(harness, redact)
+    assert await harness.app.exports(harness.customer_id) == []
 
 
 async def test_customer_redact_erases_numbers_and_texts(harness: Harness) -> None:

@@ -443,10 +443,12 @@ class ShopifyApp:
         await self._store.forget_recipients(shop.shop, [*phones, *emails])
 
     async def _redact_customer(self, shop: Shop, payload: Mapping[str, Any]) -> None:
-        phones, emails = await self._customer_destinations(
-            shop, topics.mapping_of(payload.get("customer"))
-        )
+        customer = topics.mapping_of(payload.get("customer"))
+        phones, emails = await self._customer_destinations(shop, customer)
         await self._forget(shop, phones, emails)
+        customer_id = topics.text_of(customer.get("id"))
+        if customer_id is not None:
+            await self._store.delete_exports(shop.shop, customer_id)
         log.info("shopify customer redacted", shop=shop.shop)
 
     async def _redact_shop(self, shop: Shop) -> None:

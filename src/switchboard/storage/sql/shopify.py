@@ -366,3 +366,13 @@ class SqlShopifyStore:
                 )
             ).all()
         return [DataExport(**row._mapping) for row in rows]
+
+    async def delete_exports(self, shop: str, customer_id: str) -> int:
+        exports = shopify_data_exports.c
+        async with self._db.write() as connection:
+            deleted = await connection.execute(
+                shopify_data_exports.delete().where(
+                    exports.shop == shop, exports.customer_id == customer_id
+                )
+            )
+        return deleted.rowcount
