@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from switchboard.automations.events import EventSink
 from switchboard.automations.runner import AutomationRunner
 from switchboard.automations.service import AutomationService
 from switchboard.callbacks.sender import WebhookSender
@@ -26,7 +27,7 @@ from switchboard.callbacks.ssrf import AddressPolicy
 from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
 from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
-from switchboard.config import ConnectorSettings, Settings
+from switchboard.config import ConnectorSettings, Settings, ShopifySettings
 from switchboard.domain.accounts import LockoutPolicy
 from switchboard.domain.callbacks import CLEVERTAP_REPORT_EVENT
 from switchboard.domain.messages import Channel, MessageType
@@ -37,6 +38,8 @@ from switchboard.integrations.clevertap.credentials import CleverTapCredentials
 from switchboard.integrations.clevertap.reports import CleverTapReportFormat
 from switchboard.integrations.clevertap.service import CleverTapService
 from switchboard.integrations.pipedrive.service import PipedriveApp
+from switchboard.integrations.shopify.admin import ShopifyAdmin
+from switchboard.integrations.shopify.app import ShopifyApp
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -44,6 +47,7 @@ from switchboard.services.billing import BillingService
 from switchboard.services.callbacks import CallbackService
 from switchboard.services.integration_keys import IntegrationKeyService, PartnerCredentials
 from switchboard.services.messaging import MessagingService
+from switchboard.services.personal_data import PersonalDataService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
 from switchboard.silentauth.number_verification import NumberVerificationClient
@@ -63,11 +67,13 @@ from switchboard.storage.sql.idempotency import SqlIdempotencyStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
+from switchboard.storage.sql.personal_data import SqlPersonalData
 from switchboard.storage.sql.pipedrive import SqlPipedriveStore
 from switchboard.storage.sql.presence import SqlWorkerPresence
 from switchboard.storage.sql.prices import SqlPriceStore
 from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, StatusListeners
 from switchboard.storage.sql.sandbox import SqlOutbox
+from switchboard.storage.sql.shopify import SqlShopifyStore
 from switchboard.storage.sql.silent_auth import SqlSilentAuthStore
 from switchboard.storage.sql.steps import SqlFallbackSteps
 from switchboard.storage.sql.usage import SqlUsageReports
@@ -346,6 +352,7 @@ class Container:
     automations: AutomationService
     automation_runner: AutomationRunner
     clevertap: CleverTapService
+    personal_data: PersonalDataService
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
@@ -354,6 +361,7 @@ class Container:
     _sharing: bool = False
     _wake_listener: WakeListener | None = None
     pipedrive: PipedriveApp | None = None
+    shopify: ShopifyApp | None = None  # while [integrations.shopify] is configured
 
     async def start(self, *, run_workers: bool | None = None, migrate_sqlite: bool = True) -> None:
         if self._started:
@@ -394,6 +402,8 @@ class Container:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.pipedrive is not None:
             self._tasks.append(asyncio.create_task(self.pipedrive.run_notes(), name="pd-notes"))
+        if self.shopify is not None:
+            self._tasks.append(asyncio.create_task(self.shopify.run(), name="shopify-webhooks"))
 
     async def _housekeeping(self) -> None:
         while True:
@@ -435,6 +445,8 @@ class Container:
             self._sharing = False
         if self.pipedrive is not None:
             await self.pipedrive.close()
+        if self.shopify is not None:
+            await self.shopify.close()
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
@@ -500,6 +512,33 @@ def build_automations(
         on_queued=wake_dispatcher,
     )
     return service, AutomationRunner(service, settings.automations)
+
+
+def build_shopify(
+    settings: ShopifySettings,
+    database: Database,
+    vault: Vault,
+    events: EventSink,
+    personal_data: PersonalDataService,
+    clock: Clock,
+    keys: Secrets,
+    *,
+    on_installed: Callable[[str, str], Awaitable[object]] | None = None,
+    on_removed: Callable[[str, str], Awaitable[object]] | None = None,
+) -> ShopifyApp:
+    """The Shopify app: its store, Shopify's admin endpoints, the event sink it feeds."""
+    return ShopifyApp(
+        settings,
+        SqlShopifyStore(database),
+        ShopifyAdmin(settings),
+        vault,
+        events,
+        personal_data,
+        clock,
+        link_key=derive_key(keys.data_key, "shopify install link"),
+        on_installed=on_installed,
+        on_removed=on_removed,
+    )
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -608,6 +647,21 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         settings, database, queue, charges, messaging, accounts, clock,
         wake_dispatcher=wake_dispatcher,
     )  # fmt: skip
+    personal_data = PersonalDataService(SqlPersonalData(database), clock)
+    shopify = None
+    if settings.integrations.shopify is not None:
+
+        async def install_automations(account_id: str, source: str) -> object:
+            # a new shop works at once: the engine's built-in rules, scoped to that shop
+            return await automations.install_defaults(account_id, source=source)
+
+        async def remove_automations(account_id: str, source: str) -> object:
+            return await automations.forget_source(account_id, source)
+
+        shopify = build_shopify(
+            settings.integrations.shopify, database, vault, automations, personal_data, clock,
+            keys, on_installed=install_automations, on_removed=remove_automations,
+        )  # fmt: skip
     return Container(
         settings=settings,
         clock=clock,
@@ -658,6 +712,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             clock,
             check_url=address_policy.check,
         ),
+        personal_data=personal_data,
+        shopify=shopify,
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         shares=LimitShares(

@@ -248,12 +248,6 @@ class PipedriveSettings(_Section):
         return self.jwt_secret or self.client_secret
 
 
-class IntegrationsSettings(_Section):
-    """Third-party apps built into Switchboard; each is off until its section is configured."""
-
-    pipedrive: PipedriveSettings | None = None
-
-
 class SilentAuthOperator(_Section):
     """One operator (or aggregator) offering CAMARA Number Verification for some prefixes."""
 
@@ -338,6 +332,48 @@ class CleverTapSettings(_Section):
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
+
+
+class ShopifySettings(_Section):
+    """The Shopify app (docs/adr/0014): its Partner-dashboard credentials and Shopify's addresses."""
+
+    api_key: str = Field(min_length=1)  # the app's client id
+    api_secret: str = Field(min_length=1)  # signs OAuth queries and webhooks
+    scopes: list[str] = Field(
+        default_factory=lambda: [
+            "read_orders",
+            "read_customers",
+            "read_fulfillments",
+            "read_checkouts",
+        ]
+    )
+    # `{shop}` is replaced by the shop's domain; tests point it at the local peer
+    admin_base_url: str = "https://{shop}"
+    api_version: str = "2026-10"  # the GraphQL Admin API version, pinned
+    # our public base URL: the OAuth redirect_uri and the install links start with it
+    app_url: str = Field(min_length=1)
+    # subscribe the order/checkout/customer topics with webhookSubscriptionCreate at install;
+    # off when shopify.app.toml declares them (the compliance topics always live there)
+    subscribe_webhooks: bool = True
+    install_link_ttl_s: int = Field(default=7 * 86400, ge=60)
+    # an access token is renewed this long before it expires (they live one hour)
+    refresh_margin_s: int = Field(default=300, ge=0, le=1800)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+
+    @field_validator("admin_base_url", "app_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("use an http(s):// URL")
+        return value.rstrip("/")
+
+
+class IntegrationsSettings(_Section):
+    """Third-party apps built into Switchboard; each is off until its section is configured."""
+
+    pipedrive: PipedriveSettings | None = None
+    shopify: ShopifySettings | None = None
 
 
 class ConnectorSettings(BaseModel):

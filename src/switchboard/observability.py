@@ -18,6 +18,7 @@ SECRET_NAMES = frozenset(
         "message", "messagetext", "authorization", "client_secret", "refresh_token",
         "hub.verify_token", "verify_token", "app_secret", "callback_secret",
         "state", "client_assertion",
+        "link",  # a Shopify install link (a credential)
     }
 )  # fmt: skip
 REDACTED = "***"

@@ -27,6 +27,7 @@ from switchboard.api.routes import automations as automation_routes
 from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
+from switchboard.api.routes import shopify as shopify_routes
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.integrations.clevertap import api as clevertap_routes
 from switchboard.integrations.pipedrive import routes as pipedrive_routes
@@ -135,4 +136,5 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(provider_webhooks.router)
     app.include_router(pipedrive_routes.router)
     app.include_router(silent_auth_routes.router)
+    app.include_router(shopify_routes.router)
     return app

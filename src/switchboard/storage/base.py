@@ -256,3 +256,22 @@ class UsageReports(Protocol):
     ) -> list[UsageRow]:
         """Messages accepted in [start, end) grouped by day, channel, country or messageType."""
         ...
+
+
+class PersonalDataStore(Protocol):
+    async def export_recipient(
+        self, account_id: str, destinations: Collection[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The account's messages and verifications to these destinations (E.164 numbers,
+        e-mail addresses) as JSON-ready rows, `{"messages": […], "verifications": […]}`;
+        codes are never included."""
+        ...
+
+    async def erase_recipient(
+        self, account_id: str, destinations: Collection[str], now: datetime
+    ) -> int:
+        """Blank the destinations and texts of the account's messages, verifications, sandbox
+        outbox rows and callback bodies about them, in place: the rows (and the ledger that
+        points at them) stay. Returns how many messages and verifications were erased;
+        idempotent."""
+        ...

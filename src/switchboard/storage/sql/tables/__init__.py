@@ -40,6 +40,13 @@ from switchboard.storage.sql.tables.pipedrive import (
     pipedrive_recipients,
 )
 from switchboard.storage.sql.tables.presence import worker_presence
+from switchboard.storage.sql.tables.shopify import (
+    shopify_data_exports,
+    shopify_oauth_states,
+    shopify_recipients,
+    shopify_shops,
+    shopify_webhooks,
+)
 from switchboard.storage.sql.tables.silent_auth import silent_auth_sessions
 
 __all__ = [
@@ -68,6 +75,11 @@ __all__ = [
     "pipedrive_recipients",
     "price_rules",
     "sandbox_outbox",
+    "shopify_data_exports",
+    "shopify_oauth_states",
+    "shopify_recipients",
+    "shopify_shops",
+    "shopify_webhooks",
     "silent_auth_sessions",
     "timestamp_column",
     "verification_checks",
