@@ -103,3 +103,14 @@ async def test_messagenow_email_needs_only_the_address(mc: MessageCentralClient)
         return any(e["destination"] == "news@example.com" for e in await mc.outbox())
 
     await eventually(delivered)
+
+
+async def test_an_address_too_long_for_any_mailbox_is_a_400_not_a_server_error(
+    mc: MessageCentralClient,
+) -> None:
+    long_address = "a" * 250 + "@example.com"
+    otp = (await _send_email_otp(mc, email=long_address)).json()
+    assert otp["responseCode"] == 400, otp
+    params = {"type": "SMS", "flowType": "EMAIL", "email": long_address, "message": "Hi"}
+    sent = await mc.http.post("/verification/v3/send", params=params, headers=mc.headers())
+    assert sent.json()["responseCode"] == 400, sent.json()
