@@ -108,7 +108,7 @@ async def test_messagenow_email_needs_only_the_address(mc: MessageCentralClient)
 async def test_an_address_too_long_for_any_mailbox_is_a_400_not_a_server_error(
     mc: MessageCentralClient,
 ) -> None:
-    long_address = "a" * 250 + "@example.com"
+    long_address = "a" * 320 + "@example.com"  # longer than the destination columns
     otp = (await _send_email_otp(mc, email=long_address)).json()
     assert otp["responseCode"] == 400, otp
     params = {"type": "SMS", "flowType": "EMAIL", "email": long_address, "message": "Hi"}
