@@ -118,7 +118,7 @@ async def test_an_address_too_long_for_any_mailbox_is_a_400_not_a_server_error(
     assert sent.json()["responseCode"] == 400, sent.json()
 
 
-async def test_verification_callbacks_of_an_address_only_code_carry_no_mobile(
+async def test_callbacks_of_an_address_only_code_carry_no_mobile(
     make_settings: SettingsFactory, clock: FrozenClock, start_api: object
 ) -> None:
     receiver = Receiver(answer(200))
@@ -144,5 +144,12 @@ async def test_verification_callbacks_of_an_address_only_code_carry_no_mobile(
         )
         assert event["data"]["mobile"] is None
         assert event["data"]["verificationId"] == sent["verificationId"]
+
+        async def reported() -> bool:
+            return any(r.json().get("status") == "DELIVRD" for r in receiver.requests)
+
+        await eventually(reported)  # the e-mail's delivery report, the spec's body
+        report = next(r.json() for r in receiver.requests if r.json().get("status") == "DELIVRD")
+        assert report["mobile"] is None
     finally:
         await receiver.stop()
