@@ -6,11 +6,13 @@ import re
 
 import httpx
 import sqlalchemy as sa
+from tests.conftest import SettingsFactory
 from tests.e2e.conftest import eventually
 
-from switchboard.bootstrap import Container
+from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
 from switchboard.storage.sql.tables import verifications
+from switchboard.testing.callback_receiver import Receiver, answer
 from switchboard.testing.client import MessageCentralClient
 
 ADDRESS = "ana@example.com"
@@ -103,3 +105,51 @@ async def test_messagenow_email_needs_only_the_address(mc: MessageCentralClient)
         return any(e["destination"] == "news@example.com" for e in await mc.outbox())
 
     await eventually(delivered)
+
+
+async def test_an_address_too_long_for_any_mailbox_is_a_400_not_a_server_error(
+    mc: MessageCentralClient,
+) -> None:
+    long_address = "a" * 320 + "@example.com"  # longer than the destination columns
+    otp = (await _send_email_otp(mc, email=long_address)).json()
+    assert otp["responseCode"] == 400, otp
+    params = {"type": "SMS", "flowType": "EMAIL", "email": long_address, "message": "Hi"}
+    sent = await mc.http.post("/verification/v3/send", params=params, headers=mc.headers())
+    assert sent.json()["responseCode"] == 400, sent.json()
+
+
+async def test_callbacks_of_an_address_only_code_carry_no_mobile(
+    make_settings: SettingsFactory, clock: FrozenClock, start_api: object
+) -> None:
+    receiver = Receiver(answer(200))
+    await receiver.start()
+    try:
+        built = build_container(
+            make_settings(webhooks={"allow_networks": ["127.0.0.1/32"], "allowed_ports": []}),
+            clock=clock,
+        )
+        mc = await start_api(built)  # type: ignore[operator]
+        await built.callbacks.configure("C-1", receiver.url(), events=["verification"])
+        sent = (await _send_email_otp(mc)).json()["data"]
+        code = await _code_sent_to(mc, ADDRESS)
+        checked = (await mc.validate(sent["verificationId"], code)).json()
+        assert checked["responseCode"] == 200, checked
+
+        async def notified() -> bool:
+            return any(r.json().get("type") == "verification.verified" for r in receiver.requests)
+
+        await eventually(notified)
+        event = next(
+            r.json() for r in receiver.requests if r.json().get("type") == "verification.verified"
+        )
+        assert event["data"]["mobile"] is None
+        assert event["data"]["verificationId"] == sent["verificationId"]
+
+        async def reported() -> bool:
+            return any(r.json().get("status") == "DELIVRD" for r in receiver.requests)
+
+        await eventually(reported)  # the e-mail's delivery report, the spec's body
+        report = next(r.json() for r in receiver.requests if r.json().get("status") == "DELIVRD")
+        assert report["mobile"] is None
+    finally:
+        await receiver.stop()

@@ -171,13 +171,16 @@ class _LoseFirstSend:
     """The first send runs to its commit, then its answer is held past the client's timeout
     (a timeout after the server did the work) — or, with `fail`, it gets a 503 instead."""
 
-    def __init__(self, app: ASGIApp, *, fail: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, fail: bool = False, path: str = "/verification/v3/send"
+    ) -> None:
         self.app = app
         self.fail = fail
+        self.path = path
         self.sends = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/verification/v3/send":
+        if scope["type"] != "http" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
         self.sends += 1
@@ -215,6 +218,15 @@ async def test_a_send_retried_after_a_timeout_is_sent_once(serve: Serve) -> None
     async with served.container.database.read() as connection:
         stored = (await connection.execute(sa.select(verifications.c.id))).scalar_one()
     assert sent.verification_id == str(stored)
+
+
+async def test_a_validation_retried_after_a_lost_answer_answers_success(serve: Serve) -> None:
+    served = await serve(wrap=lambda app: _LoseFirstSend(app, path="/verification/v3/validateOtp"))
+    async with served.client(timeout_s=0.5, retries=Retries(attempts=3, backoff_s=0.05)) as api:
+        sent = await api.send_otp("91", NUMBER)
+        code = await served.code_sent_to(api, E164)
+        checked = await api.validate_otp(sent.verification_id, code)  # not 703 on the retry
+        assert checked.verification_status == "VERIFICATION_COMPLETED"
 
 
 async def test_a_send_retried_after_a_5xx_is_sent_once(serve: Serve) -> None:

@@ -206,9 +206,9 @@ def validate_otp(
     verification_id: str, code: str, *, lang_id: str | None, idempotency_key: str | None
 ) -> Call[models.OtpValidated]:
     params = _clean({"verificationId": verification_id, "code": code, "langId": lang_id})
-    # POST with a key: a validation retried after a lost answer gets the first answer (success),
-    # not 703 ALREADY_VERIFIED
-    return Call(method="POST", path=VALIDATE_PATH, params=params,
+    # GET as the spec documents it (the hosted service too); with a key, a validation retried
+    # after a lost answer gets the first answer (success) again, not 703 ALREADY_VERIFIED
+    return Call(method="GET", path=VALIDATE_PATH, params=params,
                 read=models.OtpValidated.parse, idempotency_key=_key(idempotency_key))  # fmt: skip
 
 

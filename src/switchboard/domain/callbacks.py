@@ -141,7 +141,10 @@ def verification_event_payload(event: VerificationEvent) -> dict[str, object]:
     data: dict[str, object] = {
         "verificationId": event.verification_id,
         "customerId": event.customer_id,
-        "mobile": callback_mobile(event.country_code, event.national_number),
+        # null for an e-mailed code sent to an address alone, as in delivery_payload
+        "mobile": callback_mobile(event.country_code, event.national_number)
+        if event.national_number
+        else None,
         "flowType": event.channel,
     }
     if event.next_channel is not None:

@@ -42,7 +42,8 @@ from switchboard.storage.base import MessagingStore
 
 log = get_logger("switchboard.messaging")
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# at most 254 characters (RFC 5321 path limit): longer ones would not fit the columns
+_EMAIL = re.compile(r"^(?=.{3,254}$)[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$")
 _NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
 _PREVIEW_ROWS = 5

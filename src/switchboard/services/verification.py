@@ -38,7 +38,8 @@ from switchboard.errors import (
 )
 from switchboard.storage.base import VerificationStore
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# at most 254 characters (RFC 5321 path limit): longer ones would not fit the columns
+_EMAIL = re.compile(r"^(?=.{3,254}$)[^@\s]+@[^@\s]+\.[^@\s]+$")
 SUPPORTED_LANGUAGES = frozenset({"en"})
 
 

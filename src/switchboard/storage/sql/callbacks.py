@@ -232,7 +232,8 @@ def _report_payload(
     number = national_number(message.destination, country)
     if number is None and verification is not None:
         # an OTP e-mail: its verification still has the number it was started for
-        country, number = verification.country_code, verification.mobile_number
+        # (none, for a code sent to an address alone)
+        country, number = verification.country_code, verification.mobile_number or None
     return delivery_payload(
         message_id=message.id,
         status=report,
