@@ -123,4 +123,8 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)
+    if container.console is not None and container.settings.console.enabled:
+        from switchboard.console.web import install
+
+        install(app, container.console)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from switchboard.storage.sql.tables.base import UtcDateTime, metadata, timestamp_column
+from switchboard.storage.sql.tables.console import console_sessions, operators
 from switchboard.storage.sql.tables.core import (
     accounts,
     billing_usage,
@@ -22,19 +23,23 @@ from switchboard.storage.sql.tables.core import (
     webhook_deliveries,
 )
 from switchboard.storage.sql.tables.integrations import integration_keys
+from switchboard.storage.sql.tables.statistics import message_stats_daily
 
 __all__ = [
     "UtcDateTime",
     "accounts",
     "billing_usage",
     "campaigns",
+    "console_sessions",
     "inbound_messages",
     "integration_keys",
     "ledger_entries",
     "message_events",
     "message_parts",
+    "message_stats_daily",
     "messages",
     "metadata",
+    "operators",
     "parked_receipts",
     "price_rules",
     "sandbox_outbox",
