@@ -12,6 +12,7 @@ from tests.e2e.conftest import PASSWORD, eventually
 from switchboard.api.app import create_app
 from switchboard.bootstrap import Container
 from switchboard.services.messaging import MessageRequest
+from switchboard.services.verification import SendRequest
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
@@ -239,3 +240,29 @@ async def test_an_operator_tops_up_a_customer(
     assert balance.wallet.balance == container.billing.currency.to_minor("25.50")
     # a customer session is not an operator session
     assert (await web.get("/console/")).status_code == 303
+
+
+async def test_otp_conversion_counts_sent_and_verified_codes(
+    web: httpx.AsyncClient, customer: str, container: Container
+) -> None:
+    account = await container.accounts.get(customer)
+    started = await container.verification.start(
+        account, SendRequest(country_code="91", mobile_number="9876543210", flow_type="SMS")
+    )
+    await container.verification.start(
+        account, SendRequest(country_code="91", mobile_number="9876543211", flow_type="SMS")
+    )
+
+    async def both_sent() -> bool:
+        return len(await container.outbox.entries(customer)) == 2
+
+    await eventually(both_sent)
+    entries = await container.outbox.entries(customer)
+    mine = next(e for e in entries if e["destination"].endswith("9876543210"))
+    found = re.search(r"\d{4,8}", mine["text"])
+    assert found
+    await container.verification.check(account, str(started.verification.id), found.group(0), None)
+    await _login(web, "dev@example.com")
+    page = await web.get("/console/dashboard")
+    assert "50.0 % (1 verified of 2 sent)" in page.text
+    assert found.group(0) not in page.text
