@@ -266,3 +266,27 @@ async def test_otp_conversion_counts_sent_and_verified_codes(
     page = await web.get("/console/dashboard")
     assert "50.0 % (1 verified of 2 sent)" in page.text
     assert found.group(0) not in page.text
+
+
+async def test_sender_ids_and_dlt_templates_land_in_the_settings_the_sends_read(
+    web: httpx.AsyncClient, customer: str, container: Container
+) -> None:
+    await _login(web, "dev@example.com")
+    token = await _token(web, "/console/senders")
+    bad = await web.post(
+        "/console/senders", data={"csrf_token": token, "countryCode": "91", "senderId": "<b>x"},
+        headers=SAME,
+    )  # fmt: skip
+    assert "sender id is up to 11" in bad.text
+    await web.post(
+        "/console/senders", data={"csrf_token": token, "countryCode": "+91", "senderId": "ACMEIN"},
+        headers=SAME,
+    )  # fmt: skip
+    await web.post(
+        "/console/templates",
+        data={"csrf_token": token, "templateId": "T-1", "text": "Your order {#var#} shipped"},
+        headers=SAME,
+    )
+    account = await container.accounts.get(customer)
+    assert container.verification.policy(account).sender_ids["91"] == "ACMEIN"
+    assert account.settings["dlt_templates"] == {"T-1": "Your order {#var#} shipped"}

@@ -4,6 +4,7 @@ billing, the sandbox outbox and integrations."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Annotated, Any
 
@@ -473,3 +474,61 @@ async def integrations(request: Request, who: Customer) -> Response:
         request, "integrations.html", who, title="Integrations", panels=services.integrations,
         keys=keys,
     )  # fmt: skip
+
+
+# -- sender ids and DLT templates (kept in the account's settings, as the send paths read them) -
+
+
+_SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$|^\+?[0-9]{1,15}$")
+_COUNTRY = re.compile(r"^(\*|[0-9]{1,3})$")
+_TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+async def _senders(request: Request, who: Principal, **extra: Any) -> Response:
+    services = services_of(request)
+    account = await services.accounts.get(_account(who).id)
+    return render(
+        request, "senders.html", who, title="Sender ids and DLT templates",
+        senders=services.verification.policy(account).sender_ids,
+        templates=account.settings.get("dlt_templates") or {}, **extra,
+    )  # fmt: skip
+
+
+@router.get("/senders", response_class=HTMLResponse)
+async def senders(request: Request, who: Customer) -> Response:
+    return await _senders(request, who)
+
+
+@router.post("/senders")
+async def set_sender(request: Request, who: Customer) -> Response:
+    form = await checked_form(request, who)
+    country, sender = _text(form, "countryCode") or "", _text(form, "senderId") or ""
+    if not _COUNTRY.match(country.removeprefix("+")):
+        return await _senders(request, who, error="the country code is 1-3 digits, or * for any")
+    if not _SENDER.match(sender):
+        return await _senders(
+            request, who, error="a sender id is up to 11 letters/digits or up to 15 digits"
+        )
+    account = await services_of(request).accounts.get(_account(who).id)
+    own = {**(account.settings.get("sender_ids") or {}), country.removeprefix("+"): sender}
+    await services_of(request).accounts.update(account.id, settings={"sender_ids": own})
+    return await _senders(request, who, notice=f"OTP sender for {country} is now {sender}.")
+
+
+@router.post("/templates")
+async def register_template(request: Request, who: Customer) -> Response:
+    form = await checked_form(request, who)
+    template_id, text = _text(form, "templateId") or "", _text(form, "text") or ""
+    if not _TEMPLATE_ID.match(template_id):
+        return await _senders(request, who, error="a template id is 1-64 letters, digits, . _ -")
+    if len(text) > 2000:
+        return await _senders(request, who, error="a template has at most 2,000 characters")
+    account = await services_of(request).accounts.get(_account(who).id)
+    registered = dict(account.settings.get("dlt_templates") or {})
+    if text:
+        registered[template_id] = text
+    else:
+        registered.pop(template_id, None)
+    await services_of(request).accounts.update(account.id, settings={"dlt_templates": registered})
+    done = "registered" if text else "removed"
+    return await _senders(request, who, notice=f"Template {template_id} {done}.")
