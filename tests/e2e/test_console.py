@@ -290,3 +290,22 @@ async def test_sender_ids_and_dlt_templates_land_in_the_settings_the_sends_read(
     account = await container.accounts.get(customer)
     assert container.verification.policy(account).sender_ids["91"] == "ACMEIN"
     assert account.settings["dlt_templates"] == {"T-1": "Your order {#var#} shipped"}
+
+
+async def test_repeated_wrong_operator_passwords_lock_the_admin_login(
+    web: httpx.AsyncClient, container: Container
+) -> None:
+    assert container.console is not None
+    await container.console.operators.create("ops@example.com", "operator password 1")
+    for _ in range(10):
+        wrong = await web.post(
+            "/console/admin/login", data={"email": "ops@example.com", "password": "nope"},
+            headers=SAME,
+        )  # fmt: skip
+        assert wrong.status_code == 401
+    locked = await web.post(
+        "/console/admin/login",
+        data={"email": "ops@example.com", "password": "operator password 1"}, headers=SAME,
+    )  # fmt: skip
+    assert "set-cookie" not in locked.headers
+    assert "too many failed attempts" in locked.text

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,10 +21,17 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from switchboard.clock import Clock
 from switchboard.console.store import ConsoleSession, ConsoleStore, Operator, SessionKind
 from switchboard.domain.accounts import Account
-from switchboard.errors import AuthenticationError, InvalidRequestError, NotFoundError
+from switchboard.errors import (
+    AccountLockedError,
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from switchboard.services.accounts import AccountService
 
 BAD_LOGIN = "e-mail or password is invalid"
+_OPERATOR_MAX_FAILURES = 10
+_OPERATOR_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,9 @@ class OperatorService:
         self._hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
         self._dummy_hash = self._hasher.hash("dummy password for unknown operators")
         self._slots = asyncio.Semaphore(2)
+        # e-mail → (failures in the window, window start, locked until); per process: operators
+        # are few and the table has no lockout columns (ADR 0015)
+        self._failures: dict[str, tuple[int, datetime, datetime | None]] = {}
 
     async def create(self, email: str, password: str) -> Operator:
         email = email.strip()
@@ -68,13 +78,31 @@ class OperatorService:
         return await self._store.list_operators()
 
     async def check_login(self, email: str, password: str) -> Operator:
-        operator = await self._store.find_operator(email) if email.strip() else None
+        """The operator; AuthenticationError, or AccountLockedError after 10 failures in 15
+        minutes for that e-mail (locked 15 minutes, as the customers' default)."""
+        key = email.strip().lower()
+        now = self._clock.now()
+        count, since, locked_until = self._failures.get(key, (0, now, None))
+        if locked_until is not None and now < locked_until:
+            retry = int((locked_until - now).total_seconds()) + 1
+            raise AccountLockedError(
+                "too many failed attempts; try again later", retry_after_s=retry
+            )
+        operator = await self._store.find_operator(email) if key else None
         # an unknown e-mail costs the same verify, so timing does not tell it apart
         valid = await self._verify(
             operator.password_hash if operator else self._dummy_hash, password
         )
         if operator is None or not valid or not operator.enabled:
+            if now - since > _OPERATOR_WINDOW:
+                count, since = 0, now
+            count += 1
+            lock = now + _OPERATOR_WINDOW if count >= _OPERATOR_MAX_FAILURES else None
+            if len(self._failures) > 10_000:
+                self._failures.clear()
+            self._failures[key] = (0, now, lock) if lock else (count, since, None)
             raise AuthenticationError(BAD_LOGIN)
+        self._failures.pop(key, None)
         return operator
 
     async def _verify(self, password_hash: str, password: str) -> bool:
