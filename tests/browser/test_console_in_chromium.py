@@ -124,11 +124,22 @@ async def test_a_customer_and_an_operator_work_through_the_console(
             await page.get_by_label("File (.xlsx)").set_input_files(
                 str(_campaign_file(tmp_path / "campaign.xlsx"))
             )
+            await page.evaluate(
+                """() => {
+                    window.seen = [];
+                    const bar = document.getElementById("progress-bar");
+                    new MutationObserver(() => window.seen.push(Number(bar.value)))
+                        .observe(bar, {attributes: true});
+                }"""
+            )
             await page.get_by_role("button", name="Upload and send").click()
             bar = page.locator("#progress-bar")
             await expect(bar).to_be_visible()
             await expect(bar).to_have_attribute("value", "100", timeout=90_000)
             await expect(page.locator("#progress-text")).to_have_text("100 %")
+            seen = await page.evaluate("window.seen")
+            assert any(0 < value < 100 for value in seen), seen  # it moved, not just jumped
+            assert seen == sorted(seen)  # and never went back
             await page.screenshot(path=str(SHOTS / "campaign-upload.png"), full_page=True)
             await page.get_by_role("link", name=re.compile("Open the campaign")).click()
             await expect(page.locator("#campaign-status")).to_have_text("ACCEPTED")

@@ -11,6 +11,7 @@ from tests.e2e.conftest import PASSWORD, eventually
 
 from switchboard.api.app import create_app
 from switchboard.bootstrap import Container
+from switchboard.clock import FrozenClock
 from switchboard.services.messaging import MessageRequest
 from switchboard.services.verification import SendRequest
 
@@ -309,3 +310,12 @@ async def test_repeated_wrong_operator_passwords_lock_the_admin_login(
     )  # fmt: skip
     assert "set-cookie" not in locked.headers
     assert "too many failed attempts" in locked.text
+
+
+async def test_a_session_ends_when_it_expires(
+    web: httpx.AsyncClient, customer: str, container: Container, clock: FrozenClock
+) -> None:
+    await _login(web, "dev@example.com")
+    assert (await web.get("/console/")).status_code == 200
+    clock.advance(container.settings.console.session_ttl_s + 1)
+    assert (await web.get("/console/")).status_code == 303

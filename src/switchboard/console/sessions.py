@@ -32,6 +32,7 @@ from switchboard.services.accounts import AccountService
 BAD_LOGIN = "e-mail or password is invalid"
 _OPERATOR_MAX_FAILURES = 10
 _OPERATOR_WINDOW = timedelta(minutes=15)
+_PURGE_ONE_IN = 50  # logins; expired sessions are deleted a day after they end
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,8 @@ class SessionManager:
     async def _open(self, kind: SessionKind, subject_id: str, token_version: int) -> str:
         value = secrets.token_urlsafe(32)
         now = self._clock.now()
+        if secrets.randbelow(_PURGE_ONE_IN) == 0:  # now and then, not on every login
+            await self._store.purge_sessions(now - timedelta(days=1))
         await self._store.add_session(
             ConsoleSession(
                 digest=self._digest(value), kind=kind, subject_id=subject_id,

@@ -45,6 +45,10 @@ class ConsoleStore(Protocol):
         """Idempotent."""
         ...
 
+    async def purge_sessions(self, expired_before: datetime) -> int:
+        """Delete sessions that expired before the time; how many."""
+        ...
+
     async def add_operator(self, operator: Operator) -> None:
         """Raises DuplicateResourceError when the e-mail is taken."""
         ...

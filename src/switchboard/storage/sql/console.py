@@ -54,6 +54,13 @@ class SqlConsoleStore:
                 .values(revoked_at=now)
             )
 
+    async def purge_sessions(self, expired_before: datetime) -> int:
+        async with self._db.write() as connection:
+            result = await connection.execute(
+                console_sessions.delete().where(console_sessions.c.expires_at < expired_before)
+            )
+        return int(result.rowcount or 0)
+
     async def add_operator(self, operator: Operator) -> None:
         if await self.find_operator(operator.email) is not None:
             raise DuplicateResourceError("an operator with this e-mail already exists")
