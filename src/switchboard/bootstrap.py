@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -28,6 +29,8 @@ from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMess
 from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
 from switchboard.config import ConnectorSettings, Settings, ShopifySettings
+from switchboard.console.services import ConsoleServices
+from switchboard.console.sessions import OperatorService, SessionManager
 from switchboard.domain.accounts import LockoutPolicy
 from switchboard.domain.callbacks import CLEVERTAP_REPORT_EVENT
 from switchboard.domain.messages import Channel, MessageType
@@ -46,8 +49,10 @@ from switchboard.services.accounts import AccountService
 from switchboard.services.billing import BillingService
 from switchboard.services.callbacks import CallbackService
 from switchboard.services.integration_keys import IntegrationKeyService, PartnerCredentials
+from switchboard.services.logs import LogService
 from switchboard.services.messaging import MessagingService
 from switchboard.services.personal_data import PersonalDataService
+from switchboard.services.statistics import StatisticsService
 from switchboard.services.tokens import TokenService
 from switchboard.services.verification import VerificationService
 from switchboard.silentauth.number_verification import NumberVerificationClient
@@ -62,9 +67,11 @@ from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.automations import SqlAutomationStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.clevertap import SqlCleverTapReports, SqlCleverTapStore
+from switchboard.storage.sql.console import SqlConsoleStore
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.idempotency import SqlIdempotencyStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
+from switchboard.storage.sql.logs import SqlLogStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
 from switchboard.storage.sql.personal_data import SqlPersonalData
@@ -75,6 +82,7 @@ from switchboard.storage.sql.queue import SqlMessageQueue, StatusListener, Statu
 from switchboard.storage.sql.sandbox import SqlOutbox
 from switchboard.storage.sql.shopify import SqlShopifyStore
 from switchboard.storage.sql.silent_auth import SqlSilentAuthStore
+from switchboard.storage.sql.statistics import SqlStatistics, StatisticsRecorder
 from switchboard.storage.sql.steps import SqlFallbackSteps
 from switchboard.storage.sql.usage import SqlUsageReports
 from switchboard.storage.sql.verifications import SqlVerificationStore, VerificationListener
@@ -356,6 +364,7 @@ class Container:
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
+    console: ConsoleServices | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _started: bool = False
     _sharing: bool = False
@@ -573,8 +582,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         settings, database, account_store, clock, wake_webhooks=wake_webhooks
     )
     clevertap_reports = SqlCleverTapReports(wake=wake_webhooks)
+    statistics = StatisticsRecorder(sqlite=database.is_sqlite, inner=callback_events)
     listeners: StatusListener = StatusListeners(
-        *(() if charges is None else (charges,)), callback_events, clevertap_reports
+        *(() if charges is None else (charges,)), callback_events, statistics, clevertap_reports
     )
     queue = SqlMessageQueue(database, listeners)
     outbox = SqlOutbox(database, limit=settings.sandbox.outbox_limit)
@@ -624,7 +634,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         leeway_s=settings.tokens.leeway_s,
     )
     verification = VerificationService(
-        SqlVerificationStore(database, callback_events, charges=charges),
+        SqlVerificationStore(database, statistics, charges=charges),
         clock,
         pepper=keys.otp_pepper,
         otp=settings.otp,
@@ -662,7 +672,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             settings.integrations.shopify, database, vault, automations, personal_data, clock,
             keys, on_installed=install_automations, on_removed=remove_automations,
         )  # fmt: skip
-    return Container(
+    container = Container(
         settings=settings,
         clock=clock,
         database=database,
@@ -697,7 +707,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             clock,
             pepper=keys.otp_pepper,
             vault=vault,
-            listener=callback_events,
+            listener=statistics,
             charges=charges,
             wake=wake_dispatcher,
         ),
@@ -734,4 +744,54 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
             vault=vault,
             currency=billing.currency,
         ),
+    )
+    container.console = build_console(container)
+    return container
+
+
+def connector_views(drivers: dict[str, ChannelDriver]) -> list[dict[str, Any]]:
+    """Each connector's channels, availability and, where the driver has one, its status."""
+    views = []
+    for name, driver in drivers.items():
+        view: dict[str, Any] = {
+            "name": name,
+            "channels": sorted(c.value for c in driver.channels),
+            "available": driver.is_available(),
+        }
+        status = getattr(driver, "status", None)
+        if callable(status):
+            view["detail"] = dataclasses.asdict(status())
+        views.append(view)
+    return views
+
+
+def build_console(container: Container) -> ConsoleServices:
+    """The console's view of the services (console/services.py) and its own stores."""
+    store = SqlConsoleStore(container.database)
+    operators = OperatorService(store, container.clock)
+    settings = container.settings
+    return ConsoleServices(
+        settings=settings.console,
+        clock=container.clock,
+        accounts=container.accounts,
+        verification=container.verification,
+        messaging=container.messaging,
+        callbacks=container.callbacks,
+        billing=container.billing,
+        integration_keys=container.integration_keys,
+        logs=LogService(SqlLogStore(container.database)),
+        statistics=StatisticsService(SqlStatistics(container.database), container.clock),
+        sessions=SessionManager(
+            store,
+            container.accounts,
+            operators,
+            container.clock,
+            key=container.secrets.otp_pepper,
+            ttl=timedelta(seconds=settings.console.session_ttl_s),
+        ),
+        operators=operators,
+        outbox=container.outbox,
+        queue_depth=container.queue.queue_depth,
+        connectors=lambda: connector_views(container.drivers),
+        max_upload_bytes=settings.messaging.max_upload_bytes,
     )

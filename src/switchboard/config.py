@@ -376,6 +376,17 @@ class IntegrationsSettings(_Section):
     shopify: ShopifySettings | None = None
 
 
+class ConsoleSettings(_Section):
+    """The web console at /console/."""
+
+    enabled: bool = True
+    session_ttl_s: int = Field(default=8 * 3600, ge=300, le=30 * 86400)
+    # "auto": the cookie is Secure except on plain http to a loopback address (a laptop)
+    secure_cookie: Literal["auto", "always", "never"] = "auto"
+    # origins besides the console's own allowed to post forms (behind a proxy that rewrites Host)
+    trusted_origins: list[str] = Field(default_factory=list)
+
+
 class ConnectorSettings(BaseModel):
     """One connector; `type` picks the driver, which validates the remaining keys itself."""
 
@@ -432,6 +443,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     automations: AutomationSettings = AutomationSettings()
     clevertap: CleverTapSettings = CleverTapSettings()
+    console: ConsoleSettings = ConsoleSettings()
     connectors: list[ConnectorSettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
     idempotency: IdempotencySettings = IdempotencySettings()

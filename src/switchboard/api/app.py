@@ -137,4 +137,8 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(pipedrive_routes.router)
     app.include_router(silent_auth_routes.router)
     app.include_router(shopify_routes.router)
+    if container.console is not None and container.settings.console.enabled:
+        from switchboard.console.web import install
+
+        install(app, container.console)
     return app

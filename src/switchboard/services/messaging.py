@@ -67,6 +67,9 @@ class MessageRequest:
     schedule_time: str | None = None
     client_ref: str | None = None
     dry_run: bool = False
+    # a campaign id chosen by the caller (a UUID), so it can follow the staging while the
+    # upload request is still running (the console's progress bar); new when None
+    campaign_id: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -492,7 +495,7 @@ class MessagingService:
     ) -> Accepted:
         now = self._clock.now()
         campaign = CampaignRecord(
-            id=str(uuid.uuid4()),
+            id=_campaign_id(request.campaign_id),
             numeric_id=new_verification_id(),
             transaction_id=str(uuid.uuid4()),
             account_id=account.id,
@@ -607,6 +610,18 @@ async def _once(rows: list[_Row]) -> AsyncGenerator[list[_Row], None]:
 
 _NUMERIC_ID_SPAN: Final = 9 * 10**17
 _NUMERIC_ID_BITS: Final = _NUMERIC_ID_SPAN.bit_length()
+
+
+def _campaign_id(chosen: str | None) -> str:
+    if chosen is None:
+        return str(uuid.uuid4())
+    try:
+        parsed = uuid.UUID(chosen)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.version != 4:
+        raise InvalidRequestError("campaignId must be a random (version 4) UUID")
+    return str(parsed)
 
 
 def new_message_ids(count: int, at: datetime) -> list[str]:

@@ -59,6 +59,9 @@ class CachedAccountStore:
             self.forget(account_id)
         return self._keep(account)
 
+    async def find_account_by_email(self, email: str) -> Account | None:
+        return self._keep(await self._store.find_account_by_email(email))
+
     async def list_accounts(self) -> list[Account]:
         return await self._store.list_accounts()
 

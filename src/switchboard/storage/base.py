@@ -24,6 +24,10 @@ class AccountStore(Protocol):
 
     async def get_account(self, account_id: str) -> Account | None: ...
 
+    async def find_account_by_email(self, email: str) -> Account | None:
+        """The account with this e-mail, compared case-insensitively (the console's login)."""
+        ...
+
     async def list_accounts(self) -> list[Account]: ...
 
     async def update_account(

@@ -53,6 +53,18 @@ class SqlAccountStore:
             ).first()
         return _account(row) if row else None
 
+    async def find_account_by_email(self, email: str) -> Account | None:
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(accounts)
+                    .where(sa.func.lower(accounts.c.email) == email.strip().lower())
+                    .order_by(accounts.c.created_at)
+                    .limit(1)
+                )
+            ).first()
+        return _account(row) if row else None
+
     async def list_accounts(self) -> list[Account]:
         async with self._db.read() as connection:
             rows = (

@@ -13,6 +13,7 @@ from switchboard.storage.sql.tables.clevertap import (
     clevertap_reply_numbers,
     clevertap_settings,
 )
+from switchboard.storage.sql.tables.console import console_sessions, operators
 from switchboard.storage.sql.tables.core import (
     accounts,
     billing_usage,
@@ -48,6 +49,7 @@ from switchboard.storage.sql.tables.shopify import (
     shopify_webhooks,
 )
 from switchboard.storage.sql.tables.silent_auth import silent_auth_sessions
+from switchboard.storage.sql.tables.statistics import message_stats_daily
 
 __all__ = [
     "UtcDateTime",
@@ -60,14 +62,17 @@ __all__ = [
     "clevertap_messages",
     "clevertap_reply_numbers",
     "clevertap_settings",
+    "console_sessions",
     "idempotency_keys",
     "inbound_messages",
     "integration_keys",
     "ledger_entries",
     "message_events",
     "message_parts",
+    "message_stats_daily",
     "messages",
     "metadata",
+    "operators",
     "parked_receipts",
     "pipedrive_campaigns",
     "pipedrive_companies",

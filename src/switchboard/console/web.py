@@ -1,0 +1,142 @@
+"""What every console page shares: templates, the session and CSRF checks, and mounting on the app."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from switchboard.console.services import ConsoleServices
+from switchboard.console.sessions import Principal
+from switchboard.console.store import SessionKind
+
+COOKIE = "sb_console"
+_HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=_HERE / "templates")
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class LoginRequired(Exception):  # noqa: N818 - a redirect, not an error
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+
+class CsrfRefused(Exception):  # noqa: N818
+    pass
+
+
+def services_of(request: Request) -> ConsoleServices:
+    services: ConsoleServices = request.app.state.console
+    return services
+
+
+def _same_origin(request: Request, services: ConsoleServices) -> bool:
+    """Fetch Metadata first (every current browser sends it), the Origin header otherwise."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("origin")
+    if origin is None:
+        # neither header: not a browser of this decade; the form token still has to match
+        return True
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin == own or origin in services.settings.trusted_origins
+
+
+def check_origin(request: Request) -> None:
+    if request.method in _UNSAFE and not _same_origin(request, services_of(request)):
+        raise CsrfRefused
+
+
+async def principal(request: Request, kind: SessionKind) -> Principal:
+    """The request's live session of `kind`; LoginRequired otherwise."""
+    services = services_of(request)
+    found = await services.sessions.resolve(request.cookies.get(COOKIE))
+    if found is None or found.session.kind is not kind:
+        login = "/console/admin/login" if kind is SessionKind.OPERATOR else "/console/login"
+        raise LoginRequired(login)
+    check_origin(request)
+    return found
+
+
+async def customer(request: Request) -> Principal:
+    return await principal(request, SessionKind.CUSTOMER)
+
+
+async def operator(request: Request) -> Principal:
+    return await principal(request, SessionKind.OPERATOR)
+
+
+async def checked_form(request: Request, who: Principal) -> dict[str, Any]:
+    """The posted form's fields after its CSRF token matched the session's."""
+    form = await request.form()
+    if not services_of(request).sessions.check_csrf(who, str(form.get("csrf_token") or "")):
+        raise CsrfRefused
+    return dict(form.multi_items())
+
+
+def render(
+    request: Request, name: str, who: Principal | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"who": who, "csrf": who.csrf_token if who else "", **context},
+        status_code=status_code,
+    )
+
+
+def _secure(request: Request, services: ConsoleServices) -> bool:
+    mode = services.settings.secure_cookie
+    if mode != "auto":
+        return mode == "always"
+    if request.url.scheme == "https":
+        return True
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
+
+
+def set_session_cookie(request: Request, response: Response, value: str) -> None:
+    services = services_of(request)
+    response.set_cookie(
+        COOKIE, value, max_age=services.settings.session_ttl_s, path="/console",
+        httponly=True, samesite="lax", secure=_secure(request, services),
+    )  # fmt: skip
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/console")
+
+
+def install(app: FastAPI, services: ConsoleServices) -> None:
+    """Serve the console on `app` at /console/ (its pages, static files and redirects)."""
+    from switchboard.console import admin, pages
+
+    app.state.console = services
+
+    @app.exception_handler(LoginRequired)
+    async def _login(_request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(exc.target, status_code=303)
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, _exc: CsrfRefused) -> Response:
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"who": None, "csrf": "", "message": "This form came from another site or expired. "
+             "Reload the page and try again."},
+            status_code=403,
+        )  # fmt: skip
+
+    app.mount("/console/static", StaticFiles(directory=_HERE / "static"), name="console-static")
+    app.include_router(pages.router)
+    app.include_router(admin.router)
