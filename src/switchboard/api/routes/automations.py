@@ -34,8 +34,8 @@ class AutomationFields(BaseModel):
         default=None, alias="messageType", description="TRANSACTIONAL or PROMOTIONAL"
     )
     channel: str | None = Field(default=None, description="SMS or WHATSAPP")
-    delay_minutes: int | None = Field(default=None, alias="delayMinutes", ge=0)
-    delay_days: int | None = Field(default=None, alias="delayDays", ge=0)
+    delay_minutes: int | None = Field(default=None, alias="delayMinutes", ge=0, le=60 * 24 * 60)
+    delay_days: int | None = Field(default=None, alias="delayDays", ge=0, le=60)
     quiet_hours: str | None = Field(
         default=None, alias="quietHours", description="HH:MM-HH:MM local; null: none"
     )
