@@ -30,6 +30,7 @@ from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.fraud.guard import FraudGuard
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -45,6 +46,7 @@ from switchboard.storage.sql import migrate
 from switchboard.storage.sql.accounts import SqlAccountStore
 from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStore
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.fraud import SqlCounterStore, SqlFraudStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.messaging import SqlMessagingStore
 from switchboard.storage.sql.notify import PgWakeChannel
@@ -229,6 +231,18 @@ def build_billing(
     return charges, service
 
 
+def build_fraud(settings: Settings, database: Database, clock: Clock) -> FraudGuard:
+    """The fraud guard: its records in the database, its counters there too or in Redis."""
+    options = settings.fraud
+    return FraudGuard(
+        SqlFraudStore(database),
+        SqlCounterStore(database),
+        clock,
+        options,
+        settings_cache_s=settings.tokens.account_cache_s,
+    )
+
+
 class Wake:
     """Wakes a local loop (the dispatcher, the callback dispatcher) and, when the workers run in
     another process on this host, that process too (worker/wake.py)."""
@@ -266,6 +280,7 @@ class Container:
     integration_keys: IntegrationKeyService
     partners: PartnerCredentials
     vault: Vault
+    fraud: FraudGuard
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -334,6 +349,10 @@ class Container:
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
         await self.webhooks.close()
+        try:  # the guard's last second of counts
+            await self.fraud.sync()
+        except Exception:
+            log.exception("fraud guard: last sync failed")
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
@@ -419,6 +438,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         audience=settings.tokens.audience,
         leeway_s=settings.tokens.leeway_s,
     )
+    fraud = build_fraud(settings, database, clock)
     verification = VerificationService(
         SqlVerificationStore(database, callback_events, charges=charges),
         clock,
@@ -426,6 +446,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         otp=settings.otp,
         test_numbers=settings.sandbox.test_numbers,
         on_queued=wake_dispatcher,
+        guard=fraud,
     )
     integration_keys = IntegrationKeyService(
         SqlIntegrationKeyStore(database), account_store, clock, pepper=keys.otp_pepper
@@ -464,6 +485,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         integration_keys=integration_keys,
         partners=PartnerCredentials(accounts, integration_keys),
         vault=Vault(keys.data_key),
+        fraud=fraud,
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
     )

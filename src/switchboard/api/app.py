@@ -26,6 +26,7 @@ from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
 from switchboard.errors import ResponseCode, SwitchboardError
+from switchboard.fraud import routes as fraud_routes
 from switchboard.observability import get_logger
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(callback_routes.router)
     app.include_router(billing_routes.router)
     app.include_router(integration_key_routes.router)
+    app.include_router(fraud_routes.router)
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)

@@ -21,6 +21,7 @@ from switchboard.storage.sql.tables.core import (
     wallets,
     webhook_deliveries,
 )
+from switchboard.storage.sql.tables.fraud import fraud_blocks, fraud_counters, fraud_safe_list
 from switchboard.storage.sql.tables.integrations import integration_keys
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "accounts",
     "billing_usage",
     "campaigns",
+    "fraud_blocks",
+    "fraud_counters",
+    "fraud_safe_list",
     "inbound_messages",
     "integration_keys",
     "ledger_entries",
