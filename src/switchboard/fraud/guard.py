@@ -140,6 +140,7 @@ class Admission:
     counted: list[_Key] = field(default_factory=list)
     minute: int = 0
     monitored: list[Trip] = field(default_factory=list)
+    new_number: tuple[tuple[str, str], int | None] | None = None
 
 
 def _thresholds(options: FraudSettings) -> Thresholds:
@@ -172,6 +173,7 @@ class FraudGuard:
         self._holds: dict[tuple[str, str, str], FraudBlock] = {}
         self._static: dict[tuple[str, str, str], FraudBlock] = {}
         self._hits: dict[str, tuple[int, datetime]] = {}
+        self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         self._synced_at = float("-inf")
@@ -243,16 +245,27 @@ class FraudGuard:
             ) from None
         minute = int(now.timestamp()) // 60
         admission.minute = minute
+        seen = (account.id, destination)
+        last = self._numbers.get(seen)
+        fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
         trips = self._judge(
-            account.id, policy, destination, prefix, shown, country_code, ip_key, now, minute
-        )
+            account.id, policy, destination, prefix, shown, country_code, ip_key, now, minute,
+            fresh=fresh,
+        )  # fmt: skip
         for trip in trips:
             mode = policy.modes[trip.rule]
             if mode is Mode.ON:
                 await self._refuse(admission, trip, now)
             if mode is Mode.MONITOR:
                 admission.monitored.append(trip)
-        counted = [(account.id, n) for n in ("a", f"p:{prefix}", f"c:{country_code}")]
+        counted = [(account.id, n) for n in ("a", f"c:{country_code}")]
+        # The range counts numbers, not sends: one user's resends are the per-number limits'
+        # business, pumping is many numbers in one range. (Per process: a number sent to by
+        # two processes counts twice, on the safe side.)
+        if fresh:
+            counted.append((account.id, f"p:{prefix}"))
+            self._numbers[seen] = minute
+            admission.new_number = (seen, last)
         if ip_key is not None:
             counted.append((account.id, f"ip:{ip_key}"))
         for key in counted:
@@ -271,6 +284,8 @@ class FraudGuard:
         ip_key: str | None,
         now: datetime,
         minute: int,
+        *,
+        fresh: bool,
     ) -> list[Trip]:
         """Every rule's trip for this send, refusing rules first in a fixed order."""
         limits = self._limits
@@ -295,7 +310,7 @@ class FraudGuard:
             hold = self._holds.get((account_id, rule.value, subject))
             if hold is not None and hold.until is not None and hold.until > now:
                 trips.append(_held(hold))
-        if modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
+        if fresh and modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
             window = limits.prefix_window_s // 60
             baseline = limits.baseline_s // 60
             series = self._series[(account_id, f"p:{prefix}")]
@@ -398,6 +413,12 @@ class FraudGuard:
     def _uncount(self, admission: Admission) -> None:
         for key in admission.counted:
             self._count(key, admission.minute, -1)
+        if admission.new_number is not None:
+            number, last = admission.new_number
+            if last is None:
+                self._numbers.pop(number, None)
+            else:
+                self._numbers[number] = last
 
     async def _record_monitored(self, admission: Admission, verification_id: int) -> None:
         if not admission.monitored:
@@ -497,6 +518,9 @@ class FraudGuard:
             self._pruned_at = time.monotonic()
             await self._counters.prune(oldest - 60)
             self._static = {k: b for k, b in self._static.items() if b.until and b.until > now}
+        window = self._limits.prefix_window_s // 60
+        if len(self._numbers) > 10_000:
+            self._numbers = {k: m for k, m in self._numbers.items() if minute - m < window}
 
     def _merge(
         self,

@@ -123,9 +123,9 @@ def check_high_cost(e164: str, ranges: Iterable[str]) -> Trip | None:
 def check_prefix_velocity(
     prefix: str, in_window: int, before_window: int, limits: Thresholds
 ) -> Trip | None:
-    """`in_window` sends to the prefix in the window so far, `before_window` in the rest of the
-    baseline period: this send trips when it would pass max(floor, factor x the prefix's own
-    normal per window)."""
+    """`in_window` numbers of the prefix sent to in the window so far, `before_window` in the
+    rest of the baseline period: a send to a new number trips when it would pass max(floor,
+    factor x the prefix's own normal per window)."""
     windows = max((limits.baseline_s - limits.prefix_window_s) / limits.prefix_window_s, 1.0)
     normal = before_window / windows
     limit = max(float(limits.prefix_floor), limits.prefix_factor * normal)
@@ -138,7 +138,7 @@ def check_prefix_velocity(
     return Trip(
         rule=Rule.PREFIX_VELOCITY,
         subject=shown,
-        reason=f"{count} sends to {shown} in {minutes} min, {ratio} (limit {limit:.0f})",
+        reason=f"{count} numbers in {shown} in {minutes} min, {ratio} (limit {limit:.0f})",
         figures={
             "prefix": shown,
             "sends": count,
