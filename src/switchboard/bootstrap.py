@@ -31,6 +31,7 @@ from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
 from switchboard.fraud.guard import FraudGuard
+from switchboard.fraud.store import CounterStore
 from switchboard.metrics import Metrics
 from switchboard.observability import get_logger
 from switchboard.services.accounts import AccountService
@@ -234,9 +235,24 @@ def build_billing(
 def build_fraud(settings: Settings, database: Database, clock: Clock) -> FraudGuard:
     """The fraud guard: its records in the database, its counters there too or in Redis."""
     options = settings.fraud
+    counters: CounterStore = SqlCounterStore(database)
+    if options.redis_url:
+        from switchboard.fraud.redis_counters import FallbackCounterStore, RedisCounterStore
+
+        in_redis = RedisCounterStore(
+            options.redis_url,
+            timeout_s=options.redis_timeout_s,
+            ttl_s=options.baseline_s + 7200,
+            key_prefix=options.redis_key_prefix,
+        )
+        counters = (
+            FallbackCounterStore(in_redis, counters)
+            if options.redis_fallback_to_database
+            else in_redis
+        )
     return FraudGuard(
         SqlFraudStore(database),
-        SqlCounterStore(database),
+        counters,
         clock,
         options,
         settings_cache_s=settings.tokens.account_cache_s,
@@ -353,6 +369,7 @@ class Container:
             await self.fraud.sync()
         except Exception:
             log.exception("fraud guard: last sync failed")
+        await self.fraud.close()
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()

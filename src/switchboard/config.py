@@ -251,6 +251,7 @@ class FraudSettings(_Section):
     # counters in Redis (INCR with expiry) instead of the database, e.g. redis://127.0.0.1:6379/0
     redis_url: str | None = None
     redis_fallback_to_database: bool = True
+    redis_key_prefix: str = "switchboard:fraud"
     redis_timeout_s: float = Field(default=0.5, gt=0, le=10)
 
     @field_validator("rules")

@@ -472,6 +472,9 @@ class FraudGuard:
             await self._sync()
             self._synced_at = time.monotonic()
 
+    async def close(self) -> None:
+        await self._counters.close()
+
     async def _sync(self) -> None:
         now = self._clock.now()
         minute = int(now.timestamp()) // 60

@@ -84,3 +84,6 @@ class CounterStore(Protocol):
 
     async def prune(self, before_minute: int) -> None:
         """Forget buckets older than `before_minute`."""
+
+    async def close(self) -> None:
+        """Release connections (at shutdown)."""
