@@ -55,13 +55,14 @@ class FraudCountryError(InvalidCountryCodeError):
 class _Series:
     """One counter's minute buckets (the store's figures plus this process's unsent ones)."""
 
-    __slots__ = ("buckets", "last", "sums", "used")
+    __slots__ = ("buckets", "last", "stale", "sums", "used")
 
     def __init__(self, buckets: dict[int, int]) -> None:
         self.buckets = buckets
         self.sums: dict[tuple[int, int], int] = {}
         self.last = 0  # the latest minute a kept sum ends before
         self.used = 0.0
+        self.stale = False  # unused at the last sync: other processes' counts not read
 
     def add(self, minute: int, count: int) -> None:
         self.buckets[minute] = self.buckets.get(minute, 0) + count
@@ -82,8 +83,11 @@ class _Series:
         span = (first, last)
         earlier = self.sums.get(span)
         if earlier is None:
-            get = self.buckets.get
-            earlier = sum(get(m, 0) for m in range(first, last))
+            if len(self.buckets) < last - first:  # a sparse counter: walk what it has
+                earlier = sum(n for m, n in self.buckets.items() if first <= m < last)
+            else:
+                get = self.buckets.get
+                earlier = sum(get(m, 0) for m in range(first, last))
             if len(self.sums) > 16:
                 self.sums.clear()
             self.sums[span] = earlier
@@ -169,11 +173,14 @@ class FraudGuard:
         self._limits = _thresholds(options)
         self._settings_cache_s = settings_cache_s
         self._series: dict[_Key, _Series] = {}
-        self._pending: dict[tuple[_Key, int], int] = {}
+        self._pending: dict[_Key, dict[int, int]] = {}  # counted here, not yet sent
         self._holds: dict[tuple[str, str, str], FraudBlock] = {}
         self._static: dict[tuple[str, str, str], FraudBlock] = {}
         self._hits: dict[str, tuple[int, datetime]] = {}
-        self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
+        self._numbers: dict[tuple[str, str], int] = {}
+        self._cold: dict[
+            str, set[str]
+        ] = {}  # counters whose history the next sync reads  # (account, number) → minute counted
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         self._synced_at = float("-inf")
@@ -449,8 +456,8 @@ class FraudGuard:
     # -- the shared counters ---------------------------------------------------------------
 
     def _count(self, key: _Key, minute: int, count: int) -> None:
-        slot = (key, minute)
-        self._pending[slot] = self._pending.get(slot, 0) + count
+        minutes = self._pending.setdefault(key, {})
+        minutes[minute] = minutes.get(minute, 0) + count
         series = self._series.get(key)
         if series is not None:
             series.add(minute, count)
@@ -478,43 +485,10 @@ class FraudGuard:
     async def _sync(self) -> None:
         now = self._clock.now()
         minute = int(now.timestamp()) // 60
-        sent = self._pending
-        self._pending = {}
-        try:
-            if sent:
-                await self._counters.add({(k[0], k[1], m): n for (k, m), n in sent.items() if n})
-        except BaseException:
-            for slot, count in sent.items():
-                self._pending[slot] = self._pending.get(slot, 0) + count
-            raise
-        hits, self._hits = self._hits, {}
-        if hits:
-            try:
-                await self._store.add_hits(hits)
-            except BaseException:
-                for block_id, (count, at) in hits.items():
-                    more, latest = self._hits.get(block_id, (0, at))
-                    self._hits[block_id] = (count + more, max(at, latest))
-                raise
-        # Other processes' sends of the last minutes; older buckets no longer change.
-        # Counters unused for longer than a window are dropped (read again on their next use),
-        # so the others need only their last minutes: older buckets no longer change.
-        recent = minute - 5
+        await self._send_counts()
+        await self._flush_hits()
         oldest = minute - (self._limits.baseline_s // 60) - 2
-        idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
-                     self._limits.ip_window_s)  # fmt: skip
-        started = time.monotonic()
-        by_account: dict[str, list[str]] = {}
-        for (account_id, name), series in list(self._series.items()):
-            if started - series.used > idle_s:
-                del self._series[(account_id, name)]
-                continue
-            by_account.setdefault(account_id, []).append(name)
-        for account_id, every in by_account.items():
-            for chunk in range(0, len(every), _READ_CHUNK):
-                names = every[chunk : chunk + _READ_CHUNK]
-                read = await self._counters.read(account_id, names, recent)
-                self._merge(account_id, names, read, recent, minute, oldest)
+        await self._read_back(minute, oldest)
         holds = await self._store.active_holds(now)
         self._holds = {(b.account_id, b.rule, b.subject): b for b in holds}
         if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
@@ -524,6 +498,49 @@ class FraudGuard:
         window = self._limits.prefix_window_s // 60
         if len(self._numbers) > 10_000:
             self._numbers = {k: m for k, m in self._numbers.items() if minute - m < window}
+
+    async def _send_counts(self) -> None:
+        sent, self._pending = self._pending, {}
+        try:
+            if sent:
+                await self._counters.add(
+                    {
+                        (k[0], k[1], m): n
+                        for k, minutes in sent.items()
+                        for m, n in minutes.items()
+                        if n
+                    }
+                )
+        except BaseException:
+            for key, minutes in sent.items():
+                for minute, count in minutes.items():
+                    again = self._pending.setdefault(key, {})
+                    again[minute] = again.get(minute, 0) + count
+            raise
+
+    async def _read_back(self, minute: int, oldest: int) -> None:
+        """The other processes' counts: the last minutes of the counters used since the last
+        sync, the whole history of those new here or used again after a pause (`_cold`).
+        Counters unused for longer than a window are dropped (read again on their next use)."""
+        recent = minute - 5
+        idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
+                     self._limits.ip_window_s)  # fmt: skip
+        started = time.monotonic()
+        hot: dict[str, list[str]] = {}
+        for (account_id, name), series in list(self._series.items()):
+            if started - series.used > idle_s:
+                del self._series[(account_id, name)]
+            elif series.used >= self._synced_at:
+                hot.setdefault(account_id, []).append(name)
+            else:
+                series.stale = True
+        cold, self._cold = self._cold, {}
+        for batch, since in ((hot, recent), ({a: sorted(n) for a, n in cold.items()}, oldest)):
+            for account_id, every in batch.items():
+                for chunk in range(0, len(every), _READ_CHUNK):
+                    names = every[chunk : chunk + _READ_CHUNK]
+                    read = await self._counters.read(account_id, names, since)
+                    self._merge(account_id, names, read, since, minute, oldest)
 
     def _merge(
         self,
@@ -541,8 +558,10 @@ class FraudGuard:
             if series is None:
                 continue
             stored = read.get(name, {})
-            for m in range(recent, minute + 1):
-                value = stored.get(m, 0) + self._pending.get(((account_id, name), m), 0)
+            local = self._pending.get((account_id, name), {})
+            # `recent`: the first minute read; a minute neither side has stays absent
+            for m in {*stored, *(m for m in series.buckets if recent <= m <= minute)}:
+                value = stored.get(m, 0) + local.get(m, 0)
                 if series.buckets.get(m, 0) != value:
                     series.put(m, value)
             for m in [m for m in series.buckets if m < oldest]:
@@ -551,6 +570,12 @@ class FraudGuard:
     async def _load(self, account_id: str, names: set[str]) -> None:
         """Read the history of counters this process has not used yet."""
         missing = [n for n in names if (account_id, n) not in self._series]
+        # An address is new on most sends: its history is read with the next sync, for all
+        # new addresses at once, not before this send (which sees this process's counts).
+        for name in [n for n in missing if n.startswith("ip:")]:
+            self._series[(account_id, name)] = _Series(self._pending_of(account_id, name))
+            self._cold.setdefault(account_id, set()).add(name)
+            missing.remove(name)
         if missing:
             async with self._lock:
                 missing = [n for n in missing if (account_id, n) not in self._series]
@@ -559,14 +584,24 @@ class FraudGuard:
                     since = minute - self._limits.baseline_s // 60 - 1
                     read = await self._counters.read(account_id, sorted(missing), since)
                     for name in missing:
-                        buckets = dict(read.get(name, {}))
-                        for ((acc, pending_name), m), n in self._pending.items():
-                            if acc == account_id and pending_name == name:
-                                buckets[m] = buckets.get(m, 0) + n
-                        self._series[(account_id, name)] = _Series(buckets)
+                        self._series[(account_id, name)] = _Series(
+                            self._pending_of(account_id, name, read.get(name, {}))
+                        )
         now_s = time.monotonic()
         for name in names:
-            self._series[(account_id, name)].used = now_s
+            series = self._series[(account_id, name)]
+            series.used = now_s
+            if series.stale:  # judged on what this process has; the next sync catches up
+                series.stale = False
+                self._cold.setdefault(account_id, set()).add(name)
+
+    def _pending_of(
+        self, account_id: str, name: str, stored: Mapping[int, int] | None = None
+    ) -> dict[int, int]:
+        buckets = dict(stored or {})
+        for m, n in self._pending.get((account_id, name), {}).items():
+            buckets[m] = buckets.get(m, 0) + n
+        return buckets
 
     # -- safe lists and records ------------------------------------------------------------
 
