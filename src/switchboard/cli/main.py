@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from switchboard.cli import billing as billing_cli
+from switchboard.cli.fraud import fraud_app
 from switchboard.cli.keys import keys_app
 from switchboard.config import Settings, load_settings
 from switchboard.errors import ConfigurationError, SwitchboardError
@@ -35,6 +36,7 @@ app.add_typer(customers_app, name="customers")
 app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(billing_cli.prices_app, name="prices")
 app.add_typer(keys_app, name="keys")
+app.add_typer(fraud_app, name="fraud")
 customers_app.command("topup")(billing_cli.customers_topup)
 customers_app.command("wallet")(billing_cli.customers_wallet)
 
