@@ -177,10 +177,9 @@ class FraudGuard:
         self._holds: dict[tuple[str, str, str], FraudBlock] = {}
         self._static: dict[tuple[str, str, str], FraudBlock] = {}
         self._hits: dict[str, tuple[int, datetime]] = {}
-        self._numbers: dict[tuple[str, str], int] = {}
-        self._cold: dict[
-            str, set[str]
-        ] = {}  # counters whose history the next sync reads  # (account, number) → minute counted
+        self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
+        self._cold: dict[str, set[str]] = {}  # counters whose history the next sync reads
+        self._rules: dict[str, tuple[dict[str, Any], AccountRules]] = {}
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         self._synced_at = float("-inf")
@@ -223,7 +222,7 @@ class FraudGuard:
             except ValueError:
                 raise InvalidRequestError(f"clientIp '{client_ip}' is not an IP address") from None
         admission = Admission(account.id, destination, country_code, ip_key)
-        policy = account_rules(account, self._options)
+        policy = self._policy(account)
         if not policy.active:
             return admission
         try:
@@ -279,6 +278,13 @@ class FraudGuard:
             self._count(key, minute, 1)
         admission.counted = counted
         return admission
+
+    def _policy(self, account: Account) -> AccountRules:
+        cached = self._rules.get(account.id)
+        if cached is None or cached[0] is not account.settings:  # a new copy of the account
+            cached = (account.settings, account_rules(account, self._options))
+            self._rules[account.id] = cached
+        return cached[1]
 
     def _judge(
         self,
