@@ -37,6 +37,8 @@ from switchboard.domain.messages import Channel, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.domain.routing import SANDBOX, Route
 from switchboard.errors import ConfigurationError
+from switchboard.fraud.guard import FraudGuard
+from switchboard.fraud.store import CounterStore
 from switchboard.integrations.clevertap.credentials import CleverTapCredentials
 from switchboard.integrations.clevertap.reports import CleverTapReportFormat
 from switchboard.integrations.clevertap.service import CleverTapService
@@ -69,6 +71,7 @@ from switchboard.storage.sql.callbacks import SqlCallbackEvents, SqlCallbackStor
 from switchboard.storage.sql.clevertap import SqlCleverTapReports, SqlCleverTapStore
 from switchboard.storage.sql.console import SqlConsoleStore
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.fraud import SqlCounterStore, SqlFraudStore
 from switchboard.storage.sql.idempotency import SqlIdempotencyStore
 from switchboard.storage.sql.integration_keys import SqlIntegrationKeyStore
 from switchboard.storage.sql.logs import SqlLogStore
@@ -292,6 +295,33 @@ def build_silent_auth(
     )
 
 
+def build_fraud(settings: Settings, database: Database, clock: Clock) -> FraudGuard:
+    """The fraud guard: its records in the database, its counters there too or in Redis."""
+    options = settings.fraud
+    counters: CounterStore = SqlCounterStore(database)
+    if options.redis_url:
+        from switchboard.fraud.redis_counters import FallbackCounterStore, RedisCounterStore
+
+        in_redis = RedisCounterStore(
+            options.redis_url,
+            timeout_s=options.redis_timeout_s,
+            ttl_s=options.baseline_s + 7200,
+            key_prefix=options.redis_key_prefix,
+        )
+        counters = (
+            FallbackCounterStore(in_redis, counters)
+            if options.redis_fallback_to_database
+            else in_redis
+        )
+    return FraudGuard(
+        SqlFraudStore(database),
+        counters,
+        clock,
+        options,
+        settings_cache_s=settings.tokens.account_cache_s,
+    )
+
+
 class Wake:
     """Wakes a local loop (the dispatcher, the callback dispatcher) and, when the workers run in
     another process on this host, that process too (worker/wake.py)."""
@@ -361,6 +391,7 @@ class Container:
     automation_runner: AutomationRunner
     clevertap: CleverTapService
     personal_data: PersonalDataService
+    fraud: FraudGuard
     wakes: tuple[Wake, ...] = ()
     pg_wake: PgWakeChannel | None = None
     shares: LimitShares | None = None
@@ -456,6 +487,11 @@ class Container:
             await self.pipedrive.close()
         if self.shopify is not None:
             await self.shopify.close()
+        try:  # the guard's last second of counts
+            await self.fraud.sync()
+        except Exception:
+            log.exception("fraud guard: last sync failed")
+        await self.fraud.close()
         if self.pg_wake is not None:
             await self.pg_wake.close()
         await self.database.dispose()
@@ -633,6 +669,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         audience=settings.tokens.audience,
         leeway_s=settings.tokens.leeway_s,
     )
+    fraud = build_fraud(settings, database, clock)
     verification = VerificationService(
         SqlVerificationStore(database, statistics, charges=charges),
         clock,
@@ -640,6 +677,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         otp=settings.otp,
         test_numbers=settings.sandbox.test_numbers,
         on_queued=wake_dispatcher,
+        guard=fraud,
     )
     integration_keys = IntegrationKeyService(
         SqlIntegrationKeyStore(database), account_store, clock, pepper=keys.otp_pepper
@@ -724,6 +762,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
         ),
         personal_data=personal_data,
         shopify=shopify,
+        fraud=fraud,
         wakes=(wake_dispatcher, wake_webhooks),
         pg_wake=pg_wake,
         shares=LimitShares(

@@ -329,6 +329,67 @@ class CleverTapSettings(_Section):
     password_cache_s: float = Field(default=30.0, ge=0, le=300)
 
 
+class FraudSettings(_Section):
+    """The fraud guard's platform defaults (docs/adr/0016); accounts override the rule modes
+    with their `fraud.<rule>` settings."""
+
+    enabled: bool = True
+    # on | off | monitor per rule: prefix_velocity, client_ip, country, high_cost, conversion
+    rules: dict[str, Literal["on", "off", "monitor"]] = Field(default_factory=dict)
+    # country codes an account may send to when it has neither fraud_countries nor
+    # allowed_countries; empty: every country
+    countries: list[str] = Field(default_factory=list)
+    # E.164 ranges never worth an OTP: international networks and satellite services
+    high_cost_prefixes: list[str] = Field(
+        default_factory=lambda: ["+870", "+881", "+882", "+883", "+979", "+808"]
+    )
+    wildcard_digits: int = Field(default=3, ge=1, le=6)
+    prefix_window_s: int = Field(default=3600, ge=60)
+    prefix_floor: int = Field(default=10, ge=1)
+    prefix_factor: float = Field(default=5.0, ge=1)
+    baseline_s: int = Field(default=86400, ge=3600, le=7 * 86400)
+    prefix_block_s: int = Field(default=12 * 3600, ge=60)
+    ip_window_s: int = Field(default=3600, ge=60)
+    ip_limit: int = Field(default=10, ge=1)
+    ip_block_s: int = Field(default=3600, ge=60)
+    conversion_window_s: int = Field(default=3600, ge=300)
+    conversion_grace_s: int = Field(default=120, ge=0)
+    conversion_min_prefix_sends: int = Field(default=20, ge=5)
+    conversion_min_country_sends: int = Field(default=50, ge=10)
+    conversion_min_baseline_sends: int = Field(default=200, ge=20)
+    conversion_normal: float = Field(default=0.5, gt=0, le=1)
+    conversion_drop: float = Field(default=0.4, gt=0, lt=1)
+    conversion_block_s: int = Field(default=3600, ge=60)
+    # how stale this process's copy of the shared counters may get (other processes' sends)
+    sync_interval_s: float = Field(default=1.0, ge=0, le=60)
+    # a refused check: false answers 800 "fraud check unavailable" (accounts: fraud.fail_open)
+    fail_open: bool = False
+    # counters in Redis (INCR with expiry) instead of the database, e.g. redis://127.0.0.1:6379/0
+    redis_url: str | None = None
+    redis_fallback_to_database: bool = True
+    redis_key_prefix: str = "switchboard:fraud"
+    redis_timeout_s: float = Field(default=0.5, gt=0, le=10)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"prefix_velocity", "client_ip", "country", "high_cost", "conversion"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown rule {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return value
+
+    @field_validator("high_cost_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith("+") or not prefix[1:].isdigit():
+                raise ValueError(f"'{prefix}' is not +digits")
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -440,6 +501,7 @@ class Settings(BaseSettings):
     messaging: MessagingSettings = MessagingSettings()
     billing: BillingSettings = BillingSettings()
     integrations: IntegrationsSettings = IntegrationsSettings()
+    fraud: FraudSettings = FraudSettings()
     logging: LoggingSettings = LoggingSettings()
     automations: AutomationSettings = AutomationSettings()
     clevertap: CleverTapSettings = CleverTapSettings()

@@ -29,6 +29,7 @@ from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
 from switchboard.api.routes import shopify as shopify_routes
 from switchboard.errors import ResponseCode, SwitchboardError
+from switchboard.fraud import routes as fraud_routes
 from switchboard.integrations.clevertap import api as clevertap_routes
 from switchboard.integrations.pipedrive import routes as pipedrive_routes
 from switchboard.observability import get_logger
@@ -131,6 +132,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     app.include_router(integration_key_routes.router)
     app.include_router(automation_routes.router)
     app.include_router(clevertap_routes.router)
+    app.include_router(fraud_routes.router)
     app.include_router(health.router)
     app.include_router(operations.router)
     app.include_router(provider_webhooks.router)

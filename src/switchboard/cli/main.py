@@ -19,6 +19,7 @@ import typer
 from switchboard.cli import billing as billing_cli
 from switchboard.cli.bounces import bounces_app
 from switchboard.cli.clevertap import clevertap_app
+from switchboard.cli.fraud import fraud_app
 from switchboard.cli.keys import keys_app
 from switchboard.cli.operators import operators_app
 from switchboard.cli.sends import send_app, verify
@@ -44,6 +45,7 @@ app.add_typer(send_app, name="send")
 app.command("verify")(verify)
 app.add_typer(clevertap_app, name="clevertap")
 app.add_typer(operators_app, name="operators")
+app.add_typer(fraud_app, name="fraud")
 customers_app.command("topup")(billing_cli.customers_topup)
 customers_app.command("wallet")(billing_cli.customers_wallet)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from switchboard.clock import Clock
 from switchboard.config import OtpSettings
@@ -55,6 +57,26 @@ class SendRequest:
     email: str | None = None
     fallback: str | None = None
     lang_id: str | None = None
+    client_ip: str | None = None  # the end user's address, for the fraud guard's per-IP limit
+
+
+class SendGuard(Protocol):
+    """The fraud guard as the send path sees it (switchboard/fraud/guard.py)."""
+
+    def admit(
+        self,
+        account: Account,
+        *,
+        destination: str,
+        country_code: str,
+        client_ip: str | None,
+        verification_id: int,
+    ) -> AbstractAsyncContextManager[None]:
+        """Refuse the send (800, 511) or let the body store it; a failed body uncounts it."""
+        ...
+
+    def verified(self, account_id: str, destination: str, country_code: str) -> None:
+        """A code was verified (the conversion monitor's count)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +131,9 @@ class VerificationService:
         otp: OtpSettings,
         test_numbers: dict[str, str],
         on_queued: Callable[[], None] = lambda: None,
+        guard: SendGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._store = store
         self._clock = clock
         self._pepper = pepper
@@ -192,7 +216,8 @@ class VerificationService:
             outbound[0] = replace(outbound[0], not_before=now + timedelta(seconds=hold_first_s))
         # Test numbers bypass the send limits: they exist for reviewers and CI.
         limits = None if is_test else policy.limits
-        await self._store.start_verification(record, len(code), outbound, limits, now)
+        async with self._screen(account, record, request.client_ip):
+            await self._store.start_verification(record, len(code), outbound, limits, now)
         self._on_queued()
         return Started(verification=record, sender=sender if channel is Channel.SMS else None)
 
@@ -204,6 +229,21 @@ class VerificationService:
                 normalise_country_code(request.country_code)  # given by habit: still checked
             return None
         return self._phone(request.country_code, request.mobile_number)
+
+    def _screen(
+        self, account: Account, record: domain.VerificationRecord, client_ip: str | None
+    ) -> AbstractAsyncContextManager[None]:
+        """The fraud guard around the store's transaction (test numbers skip it, and so do
+        codes e-mailed to an address alone: its rules are about number ranges)."""
+        if self._guard is None or record.is_test or not record.destination.startswith("+"):
+            return contextlib.nullcontext()
+        return self._guard.admit(
+            account,
+            destination=record.destination,
+            country_code=record.country_code,
+            client_ip=client_ip,
+            verification_id=record.id,
+        )
 
     def _phone(self, country_code: str | None, mobile_number: str | None) -> PhoneNumber:
         try:
@@ -293,6 +333,8 @@ class VerificationService:
         )
         if result is domain.CheckResult.VERIFIED:
             assert record is not None
+            if self._guard is not None and not record.is_test:
+                self._guard.verified(account.id, record.destination, record.country_code)
             return record
         raise _check_error(result, record)
 

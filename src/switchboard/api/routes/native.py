@@ -14,6 +14,7 @@ from switchboard.api import envelope
 from switchboard.api.dependencies import AccountDep, ContainerDep
 from switchboard.domain.messages import MessageRecord
 from switchboard.errors import NotFoundError
+from switchboard.fraud.guard import block_view
 from switchboard.ingest.csv_export import write_csv_rows
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
@@ -39,6 +40,7 @@ async def get_verification(
     verification_id: str, container: ContainerDep, account: AccountDep
 ) -> dict[str, Any]:
     record, sends, checks = await container.verification.timeline(account, verification_id)
+    fraud = await container.fraud.hits_for(account.id, record.id)
     now = container.clock.now()
     return envelope.success(
         {
@@ -56,6 +58,7 @@ async def get_verification(
             "fallback": [c.value for c in record.fallback],
             "sends": [_send_view(m) for m in sends],
             "checks": [{"at": c["checked_at"].isoformat(), "result": c["result"]} for c in checks],
+            "fraud": [block_view(b) for b in fraud],  # monitor-only hits of this send
         }
     )
 

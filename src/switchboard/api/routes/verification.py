@@ -42,6 +42,7 @@ _SEND_PARAMS: dict[str, Any] = {
             ("otpTimeout", "Validity in seconds, 20–600 (default from the account, 60)"),
             ("email", "Address for flowType EMAIL or an EMAIL fallback"),
             ("fallback", "Channels to try next, e.g. WHATSAPP,EMAIL"),
+            ("clientIp", "The end user's IP address, for the fraud guard's per-IP limit"),
             ("type", "OTP (VerifyNow, default) or SMS (MessageNow)"),
         )
     ]
@@ -72,6 +73,7 @@ async def send(request: Request) -> Any:
         email=params.get("email"),
         fallback=params.get("fallback"),
         lang_id=params.get("langId"),
+        client_ip=params.get("clientIp"),
     )
     silent: dict[str, Any] | None = None
     if (send_request.flow_type or "").strip().upper() == "SAUTH":  # silent auth, ADR 0017

@@ -1,7 +1,7 @@
 """silent_auth_sessions: the SAUTH state of a verification (flowType=SAUTH)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-02 17:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import switchboard.storage.sql.tables
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

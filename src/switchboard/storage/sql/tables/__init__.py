@@ -32,6 +32,7 @@ from switchboard.storage.sql.tables.core import (
     wallets,
     webhook_deliveries,
 )
+from switchboard.storage.sql.tables.fraud import fraud_blocks, fraud_counters, fraud_safe_list
 from switchboard.storage.sql.tables.idempotency import idempotency_keys
 from switchboard.storage.sql.tables.integrations import integration_keys
 from switchboard.storage.sql.tables.pipedrive import (
@@ -63,6 +64,9 @@ __all__ = [
     "clevertap_reply_numbers",
     "clevertap_settings",
     "console_sessions",
+    "fraud_blocks",
+    "fraud_counters",
+    "fraud_safe_list",
     "idempotency_keys",
     "inbound_messages",
     "integration_keys",

@@ -1,0 +1,694 @@
+"""The fraud guard: screens an OTP send before it is queued, records what tripped, counts.
+
+Counts live in minute buckets shared through a `CounterStore` (the database, or Redis). Each
+process keeps a copy of the buckets it uses, adds its own sends at once and exchanges them with
+the store at most every `sync_interval_s`: so a send costs dictionary lookups, not a round
+trip, and another process's sends are seen within that interval. A number range the process
+has not seen yet is read before its first send is judged. When the store cannot be read the
+guard refuses the send (fail closed) unless the account or the platform says fail open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from switchboard.clock import Clock
+from switchboard.config import FraudSettings
+from switchboard.domain.accounts import Account
+from switchboard.errors import InvalidCountryCodeError, InvalidRequestError, LimitReachedError
+from switchboard.fraud import rules
+from switchboard.fraud.rules import Mode, Rule, Thresholds, Trip
+from switchboard.fraud.store import BlockQuery, CounterStore, FraudBlock, FraudStore
+from switchboard.observability import get_logger
+
+log = get_logger("switchboard.fraud")
+
+_Key = tuple[str, str]  # (account id, counter name)
+_STATIC_RECORD_S = 3600  # refusals by the country and range rules share a record this long
+_PRUNE_EVERY_S = 3600.0
+_READ_CHUNK = 500
+
+
+class FraudBlockedError(LimitReachedError):
+    """800: a rule of the guard refused the send; `block_id` names its record."""
+
+    def __init__(self, message: str, *, block_id: str | None, retry_after_s: int | None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.block_id = block_id
+
+
+class FraudCountryError(InvalidCountryCodeError):
+    """511: the account may not send to this country."""
+
+    def __init__(self, message: str, *, block_id: str) -> None:
+        super().__init__(message)
+        self.block_id = block_id
+
+
+class _Series:
+    """One counter's minute buckets (the store's figures plus this process's unsent ones)."""
+
+    __slots__ = ("buckets", "last", "stale", "sums", "used")
+
+    def __init__(self, buckets: dict[int, int]) -> None:
+        self.buckets = buckets
+        self.sums: dict[tuple[int, int], int] = {}
+        self.last = 0  # the latest minute a kept sum ends before
+        self.used = 0.0
+        self.stale = False  # unused at the last sync: other processes' counts not read
+
+    def add(self, minute: int, count: int) -> None:
+        self.buckets[minute] = self.buckets.get(minute, 0) + count
+        if minute < self.last:  # a late correction (a count given back) inside a kept sum
+            self.sums.clear()
+            self.last = 0
+
+    def put(self, minute: int, count: int) -> None:
+        self.buckets[minute] = count
+        self.sums.clear()
+        self.last = 0
+
+    def total(self, first: int, last: int) -> int:
+        """Minutes first..last inclusive; the sum before `last` is kept (the past is fixed
+        between syncs)."""
+        if last < first:
+            return 0
+        span = (first, last)
+        earlier = self.sums.get(span)
+        if earlier is None:
+            if len(self.buckets) < last - first:  # a sparse counter: walk what it has
+                earlier = sum(n for m, n in self.buckets.items() if first <= m < last)
+            else:
+                get = self.buckets.get
+                earlier = sum(get(m, 0) for m in range(first, last))
+            if len(self.sums) > 16:
+                self.sums.clear()
+            self.sums[span] = earlier
+            self.last = max(self.last, last)
+        return earlier + self.buckets.get(last, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRules:
+    """One account's view of the guard: each rule's mode and the account's own lists."""
+
+    modes: dict[Rule, Mode]
+    fail_open: bool
+    countries: frozenset[str] | None
+    high_cost: tuple[str, ...]
+
+    @property
+    def active(self) -> bool:
+        return any(mode is not Mode.OFF for mode in self.modes.values())
+
+
+def account_rules(account: Account, options: FraudSettings) -> AccountRules:
+    own: dict[str, Any] = account.settings
+    nested = own.get("fraud") if isinstance(own.get("fraud"), dict) else {}
+    assert isinstance(nested, dict)
+
+    def setting(name: str) -> Any:
+        value = own.get(f"fraud.{name}")
+        return nested.get(name) if value is None else value
+
+    modes = {}
+    for rule in Rule:
+        default = Mode.OFF if not options.enabled else Mode(options.rules.get(rule.value, "on"))
+        modes[rule] = rules.parse_mode(setting(rule.value), default)
+    countries = own.get("fraud_countries") or own.get("allowed_countries") or options.countries
+    fail_open = setting("fail_open")
+    return AccountRules(
+        modes=modes,
+        fail_open=options.fail_open if fail_open is None else bool(fail_open),
+        countries=frozenset(str(c).lstrip("+") for c in countries) if countries else None,
+        high_cost=(*options.high_cost_prefixes, *own.get("fraud_high_cost_prefixes", ())),
+    )
+
+
+@dataclass(slots=True)
+class Admission:
+    """A screened send: the counts it took (given back if it is not stored) and what the
+    monitor-only rules saw."""
+
+    account_id: str
+    destination: str
+    country_code: str
+    client_ip: str | None
+    counted: list[_Key] = field(default_factory=list)
+    minute: int = 0
+    monitored: list[Trip] = field(default_factory=list)
+    new_number: tuple[tuple[str, str], int | None] | None = None
+
+
+def _thresholds(options: FraudSettings) -> Thresholds:
+    names = Thresholds.__dataclass_fields__
+    return Thresholds(**{name: getattr(options, name) for name in names})
+
+
+def new_block_id() -> str:
+    return f"fb_{secrets.token_hex(10)}"
+
+
+class FraudGuard:
+    def __init__(
+        self,
+        store: FraudStore,
+        counters: CounterStore,
+        clock: Clock,
+        options: FraudSettings,
+        *,
+        settings_cache_s: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._counters = counters
+        self._clock = clock
+        self._options = options
+        self._limits = _thresholds(options)
+        self._settings_cache_s = settings_cache_s
+        self._series: dict[_Key, _Series] = {}
+        self._pending: dict[_Key, dict[int, int]] = {}  # counted here, not yet sent
+        self._holds: dict[tuple[str, str, str], FraudBlock] = {}
+        self._static: dict[tuple[str, str, str], FraudBlock] = {}
+        self._hits: dict[str, tuple[int, datetime]] = {}
+        self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
+        self._cold: dict[str, set[str]] = {}  # counters whose history the next sync reads
+        self._rules: dict[str, tuple[dict[str, Any], AccountRules]] = {}
+        self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._lock = asyncio.Lock()
+        self._synced_at = float("-inf")
+        self._pruned_at = float("-inf")
+
+    @property
+    def limits(self) -> Thresholds:
+        return self._limits
+
+    # -- the send path ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def admit(
+        self,
+        account: Account,
+        *,
+        destination: str,
+        country_code: str,
+        client_ip: str | None,
+        verification_id: int,
+    ) -> AsyncIterator[None]:
+        """Screen the send (raises 800, or 511 for a country, when a rule refuses it), run the
+        body (the store's transaction), then keep the counts and the monitor-only records;
+        a body that fails gives the counts back."""
+        admission = await self.screen(account, destination, country_code, client_ip)
+        try:
+            yield
+        except BaseException:
+            self._uncount(admission)
+            raise
+        await self._record_monitored(admission, verification_id)
+
+    async def screen(
+        self, account: Account, destination: str, country_code: str, client_ip: str | None
+    ) -> Admission:
+        ip_key = None
+        if client_ip is not None and client_ip.strip():
+            try:
+                ip_key = rules.client_ip_key(client_ip)
+            except ValueError:
+                raise InvalidRequestError(f"clientIp '{client_ip}' is not an IP address") from None
+        admission = Admission(account.id, destination, country_code, ip_key)
+        policy = self._policy(account)
+        if not policy.active:
+            return admission
+        try:
+            safe = await self._safe_entries(account.id)
+            if rules.is_safe(safe, destination):
+                return admission
+            await self._refresh()
+            now = self._clock.now()
+            limits = self._limits
+            prefix = rules.prefix_of(destination, limits.wildcard_digits)
+            shown = rules.shown_prefix(prefix, limits.wildcard_digits)
+            names = {"a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
+                     f"cv:{country_code}"}  # fmt: skip
+            if ip_key is not None:
+                names.add(f"ip:{ip_key}")
+            await self._load(account.id, names)
+        except Exception as exc:
+            if policy.fail_open:
+                log.warning("fraud check unavailable; failing open", error=type(exc).__name__)
+                return admission
+            log.error("fraud check unavailable", error=type(exc).__name__)
+            raise FraudBlockedError(
+                "fraud check unavailable: the guard cannot read its counters; try again later",
+                block_id=None,
+                retry_after_s=30,
+            ) from None
+        minute = int(now.timestamp()) // 60
+        admission.minute = minute
+        seen = (account.id, destination)
+        last = self._numbers.get(seen)
+        fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
+        trips = self._judge(
+            account.id, policy, destination, prefix, shown, country_code, ip_key, now, minute,
+            fresh=fresh,
+        )  # fmt: skip
+        for trip in trips:
+            mode = policy.modes[trip.rule]
+            if mode is Mode.ON:
+                await self._refuse(admission, trip, now)
+            if mode is Mode.MONITOR:
+                admission.monitored.append(trip)
+        counted = [(account.id, n) for n in ("a", f"c:{country_code}")]
+        # The range counts numbers, not sends: one user's resends are the per-number limits'
+        # business, pumping is many numbers in one range. (Per process: a number sent to by
+        # two processes counts twice, on the safe side.)
+        if fresh:
+            counted.append((account.id, f"p:{prefix}"))
+            self._numbers[seen] = minute
+            admission.new_number = (seen, last)
+        if ip_key is not None:
+            counted.append((account.id, f"ip:{ip_key}"))
+        for key in counted:
+            self._count(key, minute, 1)
+        admission.counted = counted
+        return admission
+
+    def _policy(self, account: Account) -> AccountRules:
+        cached = self._rules.get(account.id)
+        if cached is None or cached[0] is not account.settings:  # a new copy of the account
+            cached = (account.settings, account_rules(account, self._options))
+            self._rules[account.id] = cached
+        return cached[1]
+
+    def _judge(
+        self,
+        account_id: str,
+        policy: AccountRules,
+        destination: str,
+        prefix: str,
+        shown: str,
+        country_code: str,
+        ip_key: str | None,
+        now: datetime,
+        minute: int,
+        *,
+        fresh: bool,
+    ) -> list[Trip]:
+        """Every rule's trip for this send, refusing rules first in a fixed order."""
+        limits = self._limits
+        modes = policy.modes
+        trips: list[Trip] = []
+        if modes[Rule.COUNTRY] is not Mode.OFF:
+            trip = rules.check_country(country_code, policy.countries)
+            if trip:
+                trips.append(trip)
+        if modes[Rule.HIGH_COST] is not Mode.OFF:
+            trip = rules.check_high_cost(destination, policy.high_cost)
+            if trip:
+                trips.append(trip)
+        for rule, subject in (
+            (Rule.PREFIX_VELOCITY, shown),
+            (Rule.CONVERSION, shown),
+            (Rule.CONVERSION, f"+{country_code}"),
+            (Rule.CLIENT_IP, ip_key),
+        ):
+            if subject is None or modes[rule] is not Mode.ON:
+                continue
+            hold = self._holds.get((account_id, rule.value, subject))
+            if hold is not None and hold.until is not None and hold.until > now:
+                trips.append(_held(hold))
+        if fresh and modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
+            window = limits.prefix_window_s // 60
+            baseline = limits.baseline_s // 60
+            series = self._series[(account_id, f"p:{prefix}")]
+            trip = rules.check_prefix_velocity(
+                prefix,
+                series.total(minute - window + 1, minute),
+                series.total(minute - baseline + 1, minute - window),
+                limits,
+            )
+            if trip:
+                trips.append(trip)
+        if ip_key is not None and modes[Rule.CLIENT_IP] is not Mode.OFF:
+            series = self._series[(account_id, f"ip:{ip_key}")]
+            window = limits.ip_window_s // 60
+            trip = rules.check_client_ip(ip_key, series.total(minute - window + 1, minute), limits)
+            if trip:
+                trips.append(trip)
+        if modes[Rule.CONVERSION] is not Mode.OFF:
+            trip = self._conversion(account_id, prefix, shown, country_code, minute)
+            if trip:
+                trips.append(trip)
+        return trips
+
+    def _conversion(
+        self, account_id: str, prefix: str, shown: str, country_code: str, minute: int
+    ) -> Trip | None:
+        limits = self._limits
+        first = minute - limits.conversion_window_s // 60 + 1
+        settled = minute - -(-limits.conversion_grace_s // 60)  # sends that had time to verify
+
+        def seen(sent: str, verified: str, start: int) -> rules.Conversion:
+            return rules.Conversion(
+                self._series[(account_id, sent)].total(start, settled),
+                self._series[(account_id, verified)].total(start, minute),
+            )
+
+        baseline = seen("a", "av", minute - limits.baseline_s // 60 + 1)
+        normal = rules.normal_conversion(baseline, limits)
+        return rules.check_conversion(
+            {
+                shown: (
+                    seen(f"p:{prefix}", f"pv:{prefix}", first),
+                    limits.conversion_min_prefix_sends,
+                ),
+                f"+{country_code}": (
+                    seen(f"c:{country_code}", f"cv:{country_code}", first),
+                    limits.conversion_min_country_sends,
+                ),
+            },
+            normal,
+            limits,
+        )
+
+    async def _refuse(self, admission: Admission, trip: Trip, now: datetime) -> None:
+        """Record the refusal (a new record, or one more hit on its hold) and raise."""
+        key = (admission.account_id, trip.rule.value, trip.subject)
+        existing = self._holds.get(key) if trip.hold_s is not None else self._static.get(key)
+        if isinstance(trip, _HeldTrip):
+            existing = trip.block
+        if existing is not None and existing.until is not None and existing.until > now:
+            block = existing
+            count, _ = self._hits.get(block.id, (0, now))
+            self._hits[block.id] = (count + 1, now)
+        else:
+            hold = trip.hold_s if trip.hold_s is not None else None
+            until = now + timedelta(seconds=hold or _STATIC_RECORD_S)
+            block = FraudBlock(
+                id=new_block_id(),
+                account_id=admission.account_id,
+                rule=trip.rule.value,
+                action="blocked",
+                subject=trip.subject,
+                destination=admission.destination,
+                country_code=admission.country_code,
+                client_ip=admission.client_ip,
+                verification_id=None,
+                reason=trip.reason,
+                figures=trip.figures,
+                created_at=now,
+                until=until if hold is not None else None,
+                last_hit_at=now,
+            )
+            try:
+                await self._store.add_blocks([block])
+            except Exception:  # refused all the same; the hold still applies here
+                log.exception("recording a fraud block failed", rule=trip.rule.value)
+            if hold is not None:
+                self._holds[key] = block
+            else:
+                self._static[key] = _with_until(block, until)
+        reason = trip.reason if isinstance(trip, _HeldTrip) else block.reason
+        message = f"blocked by fraud guard ({trip.rule.value}): {reason}; block id {block.id}"
+        if trip.rule is Rule.COUNTRY:
+            raise FraudCountryError(message, block_id=block.id)
+        retry = None
+        if block.until is not None:
+            retry = max(1, int((block.until - now).total_seconds()))
+        raise FraudBlockedError(message, block_id=block.id, retry_after_s=retry)
+
+    def _uncount(self, admission: Admission) -> None:
+        for key in admission.counted:
+            self._count(key, admission.minute, -1)
+        if admission.new_number is not None:
+            number, last = admission.new_number
+            if last is None:
+                self._numbers.pop(number, None)
+            else:
+                self._numbers[number] = last
+
+    async def _record_monitored(self, admission: Admission, verification_id: int) -> None:
+        if not admission.monitored:
+            return
+        now = self._clock.now()
+        records = [
+            FraudBlock(
+                id=new_block_id(), account_id=admission.account_id, rule=trip.rule.value,
+                action="monitored", subject=trip.subject, destination=admission.destination,
+                country_code=admission.country_code, client_ip=admission.client_ip,
+                verification_id=verification_id, reason=trip.reason, figures=trip.figures,
+                created_at=now, until=None, last_hit_at=now,
+            )
+            for trip in admission.monitored
+        ]  # fmt: skip
+        try:
+            await self._store.add_blocks(records)
+        except Exception:  # the send is committed: losing its note must not fail it
+            log.exception("recording monitor-only fraud hits failed", count=len(records))
+
+    def verified(self, account_id: str, destination: str, country_code: str) -> None:
+        """A code was verified: the conversion monitor's numerator."""
+        minute = int(self._clock.now().timestamp()) // 60
+        prefix = rules.prefix_of(destination, self._limits.wildcard_digits)
+        for name in ("av", f"pv:{prefix}", f"cv:{country_code}"):
+            self._count((account_id, name), minute, 1)
+
+    # -- the shared counters ---------------------------------------------------------------
+
+    def _count(self, key: _Key, minute: int, count: int) -> None:
+        minutes = self._pending.setdefault(key, {})
+        minutes[minute] = minutes.get(minute, 0) + count
+        series = self._series.get(key)
+        if series is not None:
+            series.add(minute, count)
+
+    async def _refresh(self) -> None:
+        """Exchange counts with the store when the copy is older than `sync_interval_s`."""
+        if time.monotonic() - self._synced_at < self._options.sync_interval_s:
+            return
+        async with self._lock:
+            started = time.monotonic()
+            if started - self._synced_at < self._options.sync_interval_s:
+                return
+            await self._sync()
+            self._synced_at = started
+
+    async def sync(self) -> None:
+        """Send this process's counts and refusals, read the others' (also at shutdown)."""
+        async with self._lock:
+            await self._sync()
+            self._synced_at = time.monotonic()
+
+    async def close(self) -> None:
+        await self._counters.close()
+
+    async def _sync(self) -> None:
+        now = self._clock.now()
+        minute = int(now.timestamp()) // 60
+        await self._send_counts()
+        await self._flush_hits()
+        oldest = minute - (self._limits.baseline_s // 60) - 2
+        await self._read_back(minute, oldest)
+        holds = await self._store.active_holds(now)
+        self._holds = {(b.account_id, b.rule, b.subject): b for b in holds}
+        if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
+            self._pruned_at = time.monotonic()
+            await self._counters.prune(oldest - 60)
+            self._static = {k: b for k, b in self._static.items() if b.until and b.until > now}
+        window = self._limits.prefix_window_s // 60
+        if len(self._numbers) > 10_000:
+            self._numbers = {k: m for k, m in self._numbers.items() if minute - m < window}
+
+    async def _send_counts(self) -> None:
+        sent, self._pending = self._pending, {}
+        try:
+            if sent:
+                await self._counters.add(
+                    {
+                        (k[0], k[1], m): n
+                        for k, minutes in sent.items()
+                        for m, n in minutes.items()
+                        if n
+                    }
+                )
+        except BaseException:
+            for key, minutes in sent.items():
+                for minute, count in minutes.items():
+                    again = self._pending.setdefault(key, {})
+                    again[minute] = again.get(minute, 0) + count
+            raise
+
+    async def _read_back(self, minute: int, oldest: int) -> None:
+        """The other processes' counts: the last minutes of the counters used since the last
+        sync, the whole history of those new here or used again after a pause (`_cold`).
+        Counters unused for longer than a window are dropped (read again on their next use)."""
+        recent = minute - 5
+        idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
+                     self._limits.ip_window_s)  # fmt: skip
+        started = time.monotonic()
+        hot: dict[str, list[str]] = {}
+        for (account_id, name), series in list(self._series.items()):
+            if started - series.used > idle_s:
+                del self._series[(account_id, name)]
+            elif series.used >= self._synced_at:
+                hot.setdefault(account_id, []).append(name)
+            else:
+                series.stale = True
+        cold, self._cold = self._cold, {}
+        for batch, since in ((hot, recent), ({a: sorted(n) for a, n in cold.items()}, oldest)):
+            for account_id, every in batch.items():
+                for chunk in range(0, len(every), _READ_CHUNK):
+                    names = every[chunk : chunk + _READ_CHUNK]
+                    read = await self._counters.read(account_id, names, since)
+                    self._merge(account_id, names, read, since, minute, oldest)
+
+    def _merge(
+        self,
+        account_id: str,
+        names: Sequence[str],
+        read: Mapping[str, Mapping[int, int]],
+        recent: int,
+        minute: int,
+        oldest: int,
+    ) -> None:
+        """The store's latest buckets (which hold every process's sends so far) plus what this
+        process counted since it sent its own."""
+        for name in names:
+            series = self._series.get((account_id, name))
+            if series is None:
+                continue
+            stored = read.get(name, {})
+            local = self._pending.get((account_id, name), {})
+            # `recent`: the first minute read; a minute neither side has stays absent
+            for m in {*stored, *(m for m in series.buckets if recent <= m <= minute)}:
+                value = stored.get(m, 0) + local.get(m, 0)
+                if series.buckets.get(m, 0) != value:
+                    series.put(m, value)
+            for m in [m for m in series.buckets if m < oldest]:
+                del series.buckets[m]
+
+    async def _load(self, account_id: str, names: set[str]) -> None:
+        """Read the history of counters this process has not used yet."""
+        missing = [n for n in names if (account_id, n) not in self._series]
+        # An address is new on most sends: its history is read with the next sync, for all
+        # new addresses at once, not before this send (which sees this process's counts).
+        for name in [n for n in missing if n.startswith("ip:")]:
+            self._series[(account_id, name)] = _Series(self._pending_of(account_id, name))
+            self._cold.setdefault(account_id, set()).add(name)
+            missing.remove(name)
+        if missing:
+            async with self._lock:
+                missing = [n for n in missing if (account_id, n) not in self._series]
+                if missing:
+                    minute = int(self._clock.now().timestamp()) // 60
+                    since = minute - self._limits.baseline_s // 60 - 1
+                    read = await self._counters.read(account_id, sorted(missing), since)
+                    for name in missing:
+                        self._series[(account_id, name)] = _Series(
+                            self._pending_of(account_id, name, read.get(name, {}))
+                        )
+        now_s = time.monotonic()
+        for name in names:
+            series = self._series[(account_id, name)]
+            series.used = now_s
+            if series.stale:  # judged on what this process has; the next sync catches up
+                series.stale = False
+                self._cold.setdefault(account_id, set()).add(name)
+
+    def _pending_of(
+        self, account_id: str, name: str, stored: Mapping[int, int] | None = None
+    ) -> dict[int, int]:
+        buckets = dict(stored or {})
+        for m, n in self._pending.get((account_id, name), {}).items():
+            buckets[m] = buckets.get(m, 0) + n
+        return buckets
+
+    # -- safe lists and records ------------------------------------------------------------
+
+    async def _safe_entries(self, account_id: str) -> tuple[str, ...]:
+        cached = self._safe.get(account_id)
+        if cached is not None and time.monotonic() - cached[0] < self._settings_cache_s:
+            return cached[1]
+        entries = tuple(await self._store.safe_list(account_id))
+        self._safe[account_id] = (time.monotonic(), entries)
+        return entries
+
+    async def safe_list(self, account_id: str) -> list[str]:
+        return await self._store.safe_list(account_id)
+
+    async def replace_safe_list(self, account_id: str, entries: Sequence[str]) -> list[str]:
+        """Replace the account's safe list; raises 400 naming a malformed entry."""
+        if len(entries) > 10_000:
+            raise InvalidRequestError("at most 10000 safe-list entries")
+        cleaned: set[str] = set()
+        for entry in entries:
+            try:
+                cleaned.add(rules.normalise_safe_entry(entry))
+            except ValueError as exc:
+                raise InvalidRequestError(f"safe list: {exc}") from None
+        await self._store.replace_safe_list(account_id, sorted(cleaned), self._clock.now())
+        self._safe.pop(account_id, None)
+        return sorted(cleaned)
+
+    async def blocks(self, account_id: str, query: BlockQuery) -> list[FraudBlock]:
+        await self._flush_hits()
+        return await self._store.list_blocks(account_id, query)
+
+    async def hits_for(self, account_id: str, verification_id: int) -> list[FraudBlock]:
+        """The monitor-only records of one verification."""
+        return await self._store.list_blocks(
+            account_id, BlockQuery(verification_id=verification_id, limit=50)
+        )
+
+    async def _flush_hits(self) -> None:
+        hits, self._hits = self._hits, {}
+        if hits:
+            await self._store.add_hits(hits)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _HeldTrip(Trip):
+    block: FraudBlock
+
+
+def _held(block: FraudBlock) -> Trip:
+    until = block.until.isoformat() if block.until else "?"
+    return _HeldTrip(
+        rule=Rule(block.rule),
+        subject=block.subject,
+        reason=f"{block.reason}; held until {until}",
+        figures=block.figures,
+        hold_s=1,
+        block=block,
+    )
+
+
+def _with_until(block: FraudBlock, until: datetime) -> FraudBlock:
+    from dataclasses import replace
+
+    return replace(block, until=until)
+
+
+def block_view(block: FraudBlock) -> Mapping[str, Any]:
+    return {
+        "blockId": block.id,
+        "rule": block.rule,
+        "action": block.action,
+        "subject": block.subject,
+        "destination": block.destination,
+        "countryCode": block.country_code,
+        "clientIp": block.client_ip,
+        "verificationId": str(block.verification_id) if block.verification_id else None,
+        "reason": block.reason,
+        "figures": block.figures,
+        "createdAt": block.created_at.isoformat(),
+        "until": block.until.isoformat() if block.until else None,
+        "hits": block.hits,
+        "lastHitAt": block.last_hit_at.isoformat() if block.last_hit_at else None,
+    }

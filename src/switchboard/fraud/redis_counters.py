@@ -1,0 +1,100 @@
+"""The guard's counters in Redis (one hash per account and counter, a field per minute), and
+the fallback to the database when Redis does not answer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from switchboard.fraud.store import Bucket, CounterStore, CountersUnavailableError
+from switchboard.observability import get_logger
+
+log = get_logger("switchboard.fraud")
+
+
+class RedisCounterStore:
+    def __init__(
+        self, url: str, *, timeout_s: float, ttl_s: int, key_prefix: str = "switchboard:fraud"
+    ) -> None:
+        self._redis: Any = aioredis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self._ttl_s = ttl_s
+        self._prefix = key_prefix
+
+    def _key(self, account_id: str, name: str) -> str:
+        return f"{self._prefix}:{account_id}:{name}"
+
+    async def add(self, increments: Mapping[Bucket, int]) -> None:
+        if not increments:
+            return
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                keys = set()
+                for (account_id, name, minute), count in increments.items():
+                    key = self._key(account_id, name)
+                    pipe.hincrby(key, str(minute), count)
+                    keys.add(key)
+                for key in keys:  # a counter unused for a day goes away by itself
+                    pipe.expire(key, self._ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CountersUnavailableError(f"redis: {type(exc).__name__}") from exc
+
+    async def read(
+        self, account_id: str, names: Sequence[str], since_minute: int
+    ) -> dict[str, dict[int, int]]:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self._key(account_id, name))
+                hashes = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CountersUnavailableError(f"redis: {type(exc).__name__}") from exc
+        found: dict[str, dict[int, int]] = {}
+        for name, fields in zip(names, hashes, strict=True):
+            buckets = {int(m): int(c) for m, c in fields.items() if int(m) >= since_minute}
+            if buckets:
+                found[name] = buckets
+        return found
+
+    async def prune(self, before_minute: int) -> None:
+        return None  # keys expire a day after their last write
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class FallbackCounterStore:
+    """Redis first; the database when Redis fails (its counts start from what it has)."""
+
+    def __init__(self, primary: CounterStore, fallback: CounterStore) -> None:
+        self._primary = primary
+        self._fallback = fallback
+
+    async def add(self, increments: Mapping[Bucket, int]) -> None:
+        try:
+            await self._primary.add(increments)
+        except CountersUnavailableError as exc:
+            log.warning("fraud counters: redis unavailable, using the database", error=str(exc))
+            await self._fallback.add(increments)
+
+    async def read(
+        self, account_id: str, names: Sequence[str], since_minute: int
+    ) -> dict[str, dict[int, int]]:
+        try:
+            return await self._primary.read(account_id, names, since_minute)
+        except CountersUnavailableError as exc:
+            log.warning("fraud counters: redis unavailable, using the database", error=str(exc))
+            return await self._fallback.read(account_id, names, since_minute)
+
+    async def prune(self, before_minute: int) -> None:
+        await self._primary.prune(before_minute)
+        await self._fallback.prune(before_minute)
+
+    async def close(self) -> None:
+        await self._primary.close()
+        await self._fallback.close()

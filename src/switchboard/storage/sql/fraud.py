@@ -1,0 +1,160 @@
+"""SQL persistence of the fraud guard: its records, the safe lists and the shared counters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from switchboard.fraud.store import BlockQuery, Bucket, FraudBlock
+from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.tables import fraud_blocks, fraud_counters, fraud_safe_list
+
+_b = fraud_blocks.c
+_c = fraud_counters.c
+_COLUMNS = tuple(c.name for c in fraud_blocks.columns)
+_ACTIVE = sa.select(fraud_blocks).where(_b.action == "blocked", _b.until > sa.bindparam("p_now"))
+_ADD_HIT = (
+    fraud_blocks.update()
+    .where(_b.id == sa.bindparam("p_id"))
+    .values(
+        hits=_b.hits + sa.bindparam("p_hits"),
+        last_hit_at=sa.func.coalesce(
+            sa.bindparam("p_at", type_=_b.last_hit_at.type), _b.last_hit_at
+        ),
+    )
+)
+_READ = sa.select(_c.name, _c.minute, _c.count).where(
+    _c.account_id == sa.bindparam("p_account"),
+    _c.name.in_(sa.bindparam("p_names", expanding=True)),
+    _c.minute >= sa.bindparam("p_since"),
+)
+_PRUNE = fraud_counters.delete().where(_c.minute < sa.bindparam("p_before"))
+
+
+def _upsert(is_sqlite: bool) -> sa.Executable:
+    dialect: Any = sqlite if is_sqlite else postgresql
+    insert = dialect.insert(fraud_counters)
+    upsert: sa.Executable = insert.on_conflict_do_update(
+        index_elements=[_c.account_id, _c.name, _c.minute],
+        set_={"count": _c.count + insert.excluded["count"]},
+    )
+    return upsert
+
+
+def _block(row: sa.Row[Any]) -> FraudBlock:
+    values = row._mapping
+    return FraudBlock(**{name: values[name] for name in _COLUMNS})
+
+
+class SqlFraudStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add_blocks(self, blocks: Sequence[FraudBlock]) -> None:
+        if not blocks:
+            return
+        async with self._db.write() as connection:
+            await connection.execute(
+                fraud_blocks.insert(),
+                [{name: getattr(block, name) for name in _COLUMNS} for block in blocks],
+            )
+
+    async def add_hits(self, hits: Mapping[str, tuple[int, datetime]]) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                _ADD_HIT,
+                [{"p_id": i, "p_hits": n, "p_at": at} for i, (n, at) in sorted(hits.items())],
+            )
+
+    async def active_holds(self, now: datetime) -> list[FraudBlock]:
+        async with self._db.read() as connection:
+            rows = (await connection.execute(_ACTIVE, {"p_now": now})).all()
+        return [_block(row) for row in rows]
+
+    async def list_blocks(self, account_id: str, query: BlockQuery) -> list[FraudBlock]:
+        statement = sa.select(fraud_blocks).where(_b.account_id == account_id)
+        if query.rule is not None:
+            statement = statement.where(_b.rule == query.rule)
+        if query.action is not None:
+            statement = statement.where(_b.action == query.action)
+        if query.since is not None:
+            statement = statement.where(_b.created_at >= query.since)
+        if query.verification_id is not None:
+            statement = statement.where(_b.verification_id == query.verification_id)
+        if query.prefix is not None:
+            # a subject shows its wildcard digits as 'x' (+91987650xxx)
+            like = query.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            statement = statement.where(
+                sa.or_(
+                    _b.destination.like(f"{like}%", escape="\\"),
+                    _b.subject.like(f"{like}%", escape="\\"),
+                )
+            )
+        statement = statement.order_by(_b.created_at.desc(), _b.id.desc()).limit(query.limit)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_block(row) for row in rows]
+
+    async def safe_list(self, account_id: str) -> list[str]:
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                sa.select(fraud_safe_list.c.entry)
+                .where(fraud_safe_list.c.account_id == account_id)
+                .order_by(fraud_safe_list.c.entry)
+            )
+            return list(rows.scalars())
+
+    async def replace_safe_list(
+        self, account_id: str, entries: Sequence[str], now: datetime
+    ) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                fraud_safe_list.delete().where(fraud_safe_list.c.account_id == account_id)
+            )
+            if entries:
+                await connection.execute(
+                    fraud_safe_list.insert(),
+                    [{"account_id": account_id, "entry": e, "created_at": now} for e in entries],
+                )
+
+
+class SqlCounterStore:
+    """The guard's counters in `fraud_counters`, one row per account, counter and minute."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._upsert = _upsert(database.is_sqlite)
+
+    async def add(self, increments: Mapping[Bucket, int]) -> None:
+        if not increments:
+            return
+        # sorted: two processes upserting the same rows lock them in one order (PostgreSQL)
+        rows = [
+            {"account_id": a, "name": n, "minute": m, "count": c}
+            for (a, n, m), c in sorted(increments.items())
+        ]
+        async with self._db.write() as connection:
+            await connection.execute(self._upsert, rows)
+
+    async def read(
+        self, account_id: str, names: Sequence[str], since_minute: int
+    ) -> dict[str, dict[int, int]]:
+        found: dict[str, dict[int, int]] = {}
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                _READ, {"p_account": account_id, "p_names": list(names), "p_since": since_minute}
+            )
+            for name, minute, count in rows:
+                found.setdefault(name, {})[minute] = count
+        return found
+
+    async def prune(self, before_minute: int) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(_PRUNE, {"p_before": before_minute})
+
+    async def close(self) -> None:
+        return None  # the database is the container's to close

@@ -1,0 +1,290 @@
+"""The fraud guard end to end: pumping, monitor-only, fail closed, countries, IPs, safe lists."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from tests.conftest import SettingsFactory, open_client
+from tests.e2e.conftest import PASSWORD
+
+from switchboard.bootstrap import Container, build_container
+from switchboard.clock import FrozenClock
+from switchboard.storage.sql.tables import messages, verifications
+from switchboard.testing.client import MessageCentralClient
+
+ATTACK_RANGE = 9876500000  # +919876500xxx: one 1k prefix
+NORMAL = [9100000007 + i * 1000 for i in range(200)]  # each in a prefix of its own
+
+
+class Outbox:
+    """Reads the sandbox carrier's codes page by page (the attack's sends fill the first)."""
+
+    def __init__(self, mc: MessageCentralClient) -> None:
+        self._mc = mc
+        self._after = 0
+        self.codes: dict[str, str] = {}
+
+    async def code(self, destination: str, attempts: int = 400) -> str:
+        for _ in range(attempts):
+            if destination in self.codes:
+                return self.codes.pop(destination)
+            response = await self._mc.http.get(
+                "/api/v1/sandbox/outbox",
+                params={"afterId": self._after, "limit": 500},
+                headers=self._mc.headers(),
+            )
+            for entry in response.json()["data"]["messages"]:
+                self._after = max(self._after, entry["id"])
+                match = re.search(r"\b(\d{4,8})\b", entry["text"])
+                if match:
+                    self.codes[entry["destination"]] = match.group(1)
+            if destination not in self.codes:
+                import asyncio
+
+                await asyncio.sleep(0.01)
+        return self.codes.pop(destination)
+
+
+@pytest.fixture
+async def guarded(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> AsyncIterator[Callable[..., Any]]:
+    """A container with the settings given, customer C-1 and its client."""
+    opened: list[tuple[Container, httpx.AsyncClient]] = []
+
+    async def start(**overrides: Any) -> tuple[Container, MessageCentralClient]:
+        built = build_container(make_settings(**overrides), clock=clock)
+        await built.start(run_workers=True)
+        await built.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+        http = await open_client(built)
+        opened.append((built, http))
+        api = MessageCentralClient(http, "C-1", PASSWORD)
+        await api.fetch_token()
+        return built, api
+
+    yield start
+    for built, http in opened:
+        await http.aclose()
+        await built.stop()
+
+
+async def _blocks(mc: MessageCentralClient, **params: Any) -> list[dict[str, Any]]:
+    response = await mc.http.get("/api/v1/fraud/blocks", params=params, headers=mc.headers())
+    assert response.status_code == 200, response.text
+    blocks: list[dict[str, Any]] = response.json()["data"]["blocks"]
+    return blocks
+
+
+async def _count(container: Container, table: sa.Table) -> int:
+    async with container.database.read() as connection:
+        return int(await connection.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+@pytest.mark.timeout(240)
+async def test_pumping_attack_on_one_prefix_is_blocked_early_and_normal_users_go_through(
+    guarded: Callable[..., Any], clock: FrozenClock
+) -> None:
+    container, mc = await guarded()
+    outbox = Outbox(mc)
+    attack_answers: list[dict[str, Any]] = []
+    normal_ok = 0
+    for i in range(2000):
+        clock.advance(0.25)
+        number = ATTACK_RANGE + i % 500
+        # a botnet: the addresses rotate, so no per-IP limit catches it
+        sent = await mc.send_otp(mobileNumber=str(number), clientIp=f"203.0.113.{i % 250}")
+        attack_answers.append(sent.json())
+        if i % 10 == 9:
+            user = NORMAL[i // 10]
+            answer = (
+                await mc.send_otp(mobileNumber=str(user), clientIp=f"10.1.{i // 10}.1")
+            ).json()
+            assert answer["responseCode"] == 200, answer
+            code = await outbox.code(f"+91{user}")
+            checked = (await mc.validate(answer["data"]["verificationId"], code)).json()
+            assert checked["responseCode"] == 200, checked
+            normal_ok += 1
+    assert normal_ok == 200
+    refused = [n for n, a in enumerate(attack_answers) if a["responseCode"] != 200]
+    assert refused
+    assert refused[0] < 100
+    # once blocked, the prefix stays blocked: every later send of the attack is refused
+    assert refused == list(range(refused[0], 2000))
+    last = attack_answers[-1]
+    assert last["responseCode"] == 800
+    assert "blocked by fraud guard (prefix_velocity)" in last["errorMessage"]
+    assert "numbers in +919876500xxx" in last["errorMessage"]
+    block_id = re.search(r"fb_[0-9a-f]+", last["errorMessage"])
+    assert block_id is not None
+    # a refused send leaves no verification and no message behind
+    assert await _count(container, verifications) == refused[0] + 200
+    assert await _count(container, messages) == refused[0] + 200
+    [block] = await _blocks(mc, rule="prefix_velocity")
+    assert block["blockId"] == block_id.group(0)
+    assert block["subject"] == "+919876500xxx"
+    assert block["figures"]["sends"] == refused[0] + 1
+    assert block["hits"] == 2000 - refused[0]
+    assert await _blocks(mc, rule="client_ip") == []
+
+
+async def test_monitor_only_blocks_nothing_and_records_every_hit(
+    guarded: Callable[..., Any], clock: FrozenClock
+) -> None:
+    container, mc = await guarded()
+    await container.accounts.update("C-1", settings={"fraud.prefix_velocity": "monitor"})
+    ids = []
+    for i in range(30):
+        clock.advance(1)
+        answer = (await mc.send_otp(mobileNumber=str(ATTACK_RANGE + i))).json()
+        assert answer["responseCode"] == 200, answer
+        ids.append(answer["data"]["verificationId"])
+    hits = await _blocks(mc, action="monitored")
+    assert len(hits) == 20  # sends 11 to 30 passed the floor of 10 per hour
+    assert {h["rule"] for h in hits} == {"prefix_velocity"}
+    assert await _blocks(mc, action="blocked") == []
+    view = (await mc.http.get(f"/api/v1/verifications/{ids[-1]}", headers=mc.headers())).json()
+    [hit] = view["data"]["fraud"]
+    assert hit["rule"] == "prefix_velocity"
+    assert hit["action"] == "monitored"
+    assert hit["figures"]["sends"] == 30
+    early = (await mc.http.get(f"/api/v1/verifications/{ids[0]}", headers=mc.headers())).json()
+    assert early["data"]["fraud"] == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_unreadable_counters_fail_closed_unless_the_account_fails_open(
+    guarded: Callable[..., Any],
+) -> None:
+    container, mc = await guarded()
+    async with container.database.write() as connection:
+        await connection.execute(sa.text("DROP TABLE fraud_counters"))
+    refused = (await mc.send_otp(mobileNumber="9876543210")).json()
+    assert refused["responseCode"] == 800
+    assert "fraud check unavailable" in refused["errorMessage"]
+    assert await _count(container, verifications) == 0
+    await container.accounts.update("C-1", settings={"fraud.fail_open": True})
+    assert (await mc.send_otp(mobileNumber="9876543210")).json()["responseCode"] == 200
+
+
+async def test_a_country_outside_the_permissions_gets_511_with_a_record(
+    guarded: Callable[..., Any],
+) -> None:
+    container, mc = await guarded()
+    await container.accounts.update("C-1", settings={"fraud_countries": ["91"]})
+    assert (await mc.send_otp(mobileNumber="9876543210")).json()["responseCode"] == 200
+    uk = (await mc.send_otp(countryCode="44", mobileNumber="7911123456")).json()
+    assert uk["responseCode"] == 511
+    assert "blocked by fraud guard (country)" in uk["errorMessage"]
+    [block] = await _blocks(mc, rule="country")
+    assert block["subject"] == "44"
+    assert block["figures"]["permitted"] == ["91"]
+    assert block["blockId"] in uk["errorMessage"]
+
+
+async def test_more_than_ten_sends_from_one_client_ip_in_an_hour_are_refused(
+    guarded: Callable[..., Any], clock: FrozenClock
+) -> None:
+    _, mc = await guarded()
+    for i in range(10):
+        clock.advance(5)
+        sent = await mc.send_otp(mobileNumber=str(NORMAL[i]), clientIp="198.51.100.7")
+        assert sent.json()["responseCode"] == 200
+    eleventh = (await mc.send_otp(mobileNumber=str(NORMAL[10]), clientIp="198.51.100.7")).json()
+    assert eleventh["responseCode"] == 800
+    assert "(client_ip)" in eleventh["errorMessage"]
+    other = await mc.send_otp(mobileNumber=str(NORMAL[11]), clientIp="198.51.100.8")
+    assert other.json()["responseCode"] == 200
+    bad = (await mc.send_otp(mobileNumber=str(NORMAL[12]), clientIp="not-an-ip")).json()
+    assert bad["responseCode"] == 400
+    assert "clientIp" in bad["errorMessage"]
+    # the hold ends after an hour
+    clock.advance(3660)
+    await mc.fetch_token()  # the token lives an hour
+    later = await mc.send_otp(mobileNumber=str(NORMAL[13]), clientIp="198.51.100.7")
+    assert later.json()["responseCode"] == 200
+
+
+async def test_a_prefix_block_holds_twelve_hours(
+    guarded: Callable[..., Any], clock: FrozenClock
+) -> None:
+    _, mc = await guarded()
+    for i in range(10):
+        clock.advance(5)
+        assert (await mc.send_otp(mobileNumber=str(ATTACK_RANGE + i))).json()["responseCode"] == 200
+    assert (await mc.send_otp(mobileNumber=str(ATTACK_RANGE + 10))).json()["responseCode"] == 800
+    clock.advance(43140)
+    await mc.fetch_token()  # the token lives an hour
+    held = (await mc.send_otp(mobileNumber=str(ATTACK_RANGE + 11))).json()
+    assert held["responseCode"] == 800
+    assert "held until" in held["errorMessage"]
+    clock.advance(120)
+    await mc.fetch_token()
+    assert (await mc.send_otp(mobileNumber=str(ATTACK_RANGE + 12))).json()["responseCode"] == 200
+
+
+async def test_a_safe_listed_prefix_bypasses_the_guard(guarded: Callable[..., Any]) -> None:
+    _, mc = await guarded()
+    put = await mc.http.put(
+        "/api/v1/fraud/safe-list", json={"entries": ["+919876500*"]}, headers=mc.headers()
+    )
+    assert put.status_code == 200
+    assert put.json()["data"]["entries"] == ["+919876500*"]
+    for i in range(15):
+        assert (await mc.send_otp(mobileNumber=str(ATTACK_RANGE + i))).json()["responseCode"] == 200
+    assert await _blocks(mc) == []
+    got = await mc.http.get("/api/v1/fraud/safe-list", headers=mc.headers())
+    assert got.json()["data"]["entries"] == ["+919876500*"]
+    bad = await mc.http.put(
+        "/api/v1/fraud/safe-list", json={"entries": ["98765"]}, headers=mc.headers()
+    )
+    assert bad.json()["responseCode"] == 400
+    assert "98765" in bad.json()["errorMessage"]
+
+
+async def test_a_high_cost_range_is_refused(guarded: Callable[..., Any]) -> None:
+    _, mc = await guarded(fraud={"high_cost_prefixes": ["+9198765"]})
+    refused = (await mc.send_otp(mobileNumber="9876512345")).json()
+    assert refused["responseCode"] == 800
+    assert "(high_cost)" in refused["errorMessage"]
+    assert (await mc.send_otp(mobileNumber="9123412345")).json()["responseCode"] == 200
+
+
+async def test_collapsed_conversion_in_a_country_pauses_it(
+    guarded: Callable[..., Any], clock: FrozenClock
+) -> None:
+    _, mc = await guarded()
+    outbox = Outbox(mc)
+    for i in range(60):
+        user = NORMAL[i]
+        answer = (await mc.send_otp(mobileNumber=str(user))).json()
+        assert answer["responseCode"] == 200, answer
+        if i < 5:
+            code = await outbox.code(f"+91{user}")
+            assert (await mc.validate(answer["data"]["verificationId"], code)).status_code == 200
+    clock.advance(180)  # the sends had time to be answered
+    paused = (await mc.send_otp(mobileNumber=str(NORMAL[100]))).json()
+    assert paused["responseCode"] == 800
+    assert "(conversion)" in paused["errorMessage"]
+    assert "5 of 60 codes to +91 verified" in paused["errorMessage"]
+
+
+async def test_healthy_conversion_pauses_nothing(
+    guarded: Callable[..., Any], clock: FrozenClock
+) -> None:
+    _, mc = await guarded()
+    outbox = Outbox(mc)
+    for i in range(60):
+        user = NORMAL[i]
+        answer = (await mc.send_otp(mobileNumber=str(user))).json()
+        if i < 30:
+            code = await outbox.code(f"+91{user}")
+            assert (await mc.validate(answer["data"]["verificationId"], code)).status_code == 200
+    clock.advance(180)
+    assert (await mc.send_otp(mobileNumber=str(NORMAL[100]))).json()["responseCode"] == 200
