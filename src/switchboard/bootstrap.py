@@ -29,7 +29,7 @@ from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMess
 from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
 from switchboard.config import ConnectorSettings, Settings, ShopifySettings
-from switchboard.console.services import ConsoleServices
+from switchboard.console.services import ConsoleServices, IntegrationPanel
 from switchboard.console.sessions import OperatorService, SessionManager
 from switchboard.domain.accounts import LockoutPolicy
 from switchboard.domain.callbacks import CLEVERTAP_REPORT_EVENT
@@ -833,4 +833,40 @@ def build_console(container: Container) -> ConsoleServices:
         queue_depth=container.queue.queue_depth,
         connectors=lambda: connector_views(container.drivers),
         max_upload_bytes=settings.messaging.max_upload_bytes,
+        integrations=_integration_panels(container),
+        automations=container.automations,
+        clevertap=container.clevertap,
+        fraud=container.fraud,
     )
+
+
+def _integration_panels(container: Container) -> list[IntegrationPanel]:
+    panels = [
+        IntegrationPanel(
+            name="CleverTap",
+            description="this server as CleverTap's Generic SMS provider: reports and replies",
+            href="/console/clevertap",
+        ),
+        IntegrationPanel(
+            name="Automations",
+            description="SMS on your CRM's events: order confirmations, reminders, reviews",
+            href="/console/automations",
+        ),
+    ]
+    if container.shopify is not None:
+        panels.append(
+            IntegrationPanel(
+                name="Shopify",
+                description="install link: POST /api/v1/integrations/shopify/install-link",
+                href="/docs",
+            )
+        )
+    if container.pipedrive is not None:
+        panels.append(
+            IntegrationPanel(
+                name="Pipedrive",
+                description="installed from Pipedrive's Marketplace; reports open from Pipedrive",
+                href="/docs",
+            )
+        )
+    return panels

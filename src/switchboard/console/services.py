@@ -6,9 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from switchboard.automations.service import AutomationService
 from switchboard.clock import Clock
 from switchboard.config import ConsoleSettings
 from switchboard.console.sessions import OperatorService, SessionManager
+from switchboard.fraud.guard import FraudGuard
+from switchboard.integrations.clevertap.service import CleverTapService
 from switchboard.services.accounts import AccountService
 from switchboard.services.billing import BillingService
 from switchboard.services.callbacks import CallbackService
@@ -55,3 +58,7 @@ class ConsoleServices:
     connectors: Callable[[], list[dict[str, Any]]]
     max_upload_bytes: int
     integrations: list[IntegrationPanel] = field(default_factory=list)
+    # the rooms whose settings have pages here (crm.py); None where the server has none
+    automations: AutomationService | None = None
+    clevertap: CleverTapService | None = None
+    fraud: FraudGuard | None = None

@@ -119,7 +119,7 @@ def clear_session_cookie(response: Response) -> None:
 
 def install(app: FastAPI, services: ConsoleServices) -> None:
     """Serve the console on `app` at /console/ (its pages, static files and redirects)."""
-    from switchboard.console import admin, pages
+    from switchboard.console import admin, crm, pages
 
     app.state.console = services
 
@@ -139,4 +139,5 @@ def install(app: FastAPI, services: ConsoleServices) -> None:
 
     app.mount("/console/static", StaticFiles(directory=_HERE / "static"), name="console-static")
     app.include_router(pages.router)
+    app.include_router(crm.router)
     app.include_router(admin.router)
