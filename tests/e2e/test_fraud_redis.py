@@ -93,3 +93,20 @@ async def test_redis_down_without_the_fallback_fails_closed(
     refused = (await mc.send_otp(mobileNumber="9876543210")).json()
     assert refused["responseCode"] == 800
     assert "fraud check unavailable" in refused["errorMessage"]
+
+
+async def test_a_busy_redis_counter_drops_minutes_older_than_its_window(key_prefix: str) -> None:
+    from switchboard.fraud.redis_counters import RedisCounterStore
+
+    store = RedisCounterStore(REDIS_URL, timeout_s=2, ttl_s=3600, key_prefix=key_prefix)
+    try:
+        # a counter written every minute for three hours: its key never expires as a whole
+        await store.add({("C-1", "a", minute): 1 for minute in range(1000, 1180)})
+        found = await store.read("C-1", ["a"], since_minute=1120)
+        assert sorted(found["a"]) == list(range(1120, 1180))
+        client: Any = aioredis.from_url(REDIS_URL)
+        kept = sorted(int(m) for m in await client.hkeys(f"{key_prefix}:C-1:a"))
+        await client.aclose()
+        assert kept == list(range(1179 - 60, 1180))  # the last hour (the ttl) and no more
+    finally:
+        await store.close()

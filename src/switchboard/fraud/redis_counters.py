@@ -55,14 +55,31 @@ class RedisCounterStore:
         except (RedisError, OSError) as exc:
             raise CountersUnavailableError(f"redis: {type(exc).__name__}") from exc
         found: dict[str, dict[int, int]] = {}
+        stale: dict[str, list[bytes | str]] = {}
+        keep_minutes = self._ttl_s // 60
         for name, fields in zip(names, hashes, strict=True):
-            buckets = {int(m): int(c) for m, c in fields.items() if int(m) >= since_minute}
+            minutes = {int(m): (m, int(c)) for m, c in fields.items()}
+            buckets = {m: c for m, (_, c) in minutes.items() if m >= since_minute}
             if buckets:
                 found[name] = buckets
+            # A counter written every minute never expires as a whole: its minutes older than
+            # the longest window read (the key's ttl) are dropped here, so the hash stays small.
+            newest = max(minutes, default=0)
+            old = [raw for m, (raw, _) in minutes.items() if m < newest - keep_minutes]
+            if old:
+                stale[self._key(account_id, name)] = old
+        if stale:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, fields_to_drop in stale.items():
+                        pipe.hdel(key, *fields_to_drop)
+                    await pipe.execute()
+            except (RedisError, OSError):
+                log.warning("fraud counters: dropping old minutes failed; next read retries")
         return found
 
     async def prune(self, before_minute: int) -> None:
-        return None  # keys expire a day after their last write
+        return None  # old minutes go at the next read of their counter; idle keys expire
 
     async def close(self) -> None:
         await self._redis.aclose()
