@@ -341,15 +341,16 @@ async def test_a_webhook_claimed_by_a_dead_worker_is_processed_after_its_lease(
     store = harness.app._store
     webhook_id = str(uuid.uuid4())
     body = json.dumps(order()).encode()
+    # stored as due 30 s ahead, so that the live loop cannot take it before the dead worker does
+    later = clock.now() + timedelta(seconds=30)
     assert await store.add_webhook(
         webhook_id=webhook_id, shop=SHOP, topic="orders/create", api_version=None,
-        triggered_at=None, body=body, now=clock.now(),
+        triggered_at=None, body=body, now=later,
     )  # fmt: skip
     # a worker leases it and dies before acting
-    [claimed] = await store.claim_webhooks(
-        "dead-worker", clock.now(), clock.now() + timedelta(seconds=60), 5
-    )
+    [claimed] = await store.claim_webhooks("dead-worker", later, later + timedelta(seconds=60), 5)
     assert claimed.webhook_id == webhook_id
+    clock.advance(31)
     await asyncio.sleep(0.3)  # the live loop polls meanwhile: the lease keeps it away
     assert await harness.status(webhook_id) == "PENDING"
     assert harness.sink.published == []
