@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +28,19 @@ TEST_KEY = "k" * 64
 TEST_PEPPER = "p" * 64
 
 
+APP_ROLE = "switchboard_app"
+
+
+def _ensure_app_role(connection: sa.Connection) -> None:
+    """An ordinary login role (no superuser, no BYPASSRLS); test sessions running at once may race."""
+    exists = connection.execute(
+        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": APP_ROLE}
+    ).first()
+    if exists is None:
+        with contextlib.suppress(sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            connection.execute(sa.text(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated once, dropped at the end."""
@@ -34,12 +48,15 @@ def postgres_url() -> Iterator[str]:
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            _ensure_app_role(connection)
+            connection.execute(sa.text(f'CREATE DATABASE "{name}" OWNER {APP_ROLE}'))
     except sa.exc.OperationalError as exc:
         if os.environ.get("SWITCHBOARD_TEST_SKIP_PG"):
             pytest.skip(f"PostgreSQL unavailable: {exc}")
         raise
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    # The server's own role, as in production: it owns (and migrates) its schema but is no
+    # superuser, so the row-level security policies (migration 0016) hold for every test.
+    url = f"postgresql://{APP_ROLE}@127.0.0.1:5432/{name}"
     migrate.upgrade(url)
     yield url
     with admin.connect() as connection:

@@ -10,14 +10,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from switchboard.storage.sql import migrate
-from switchboard.storage.sql.engines import sync_url
+from switchboard.storage.sql.engines import sync_engine
 from switchboard.storage.sql.tables import metadata
 
 
 def test_migrations_match_the_table_definitions(database_url: str) -> None:
     migrate.upgrade(database_url)
     assert migrate.is_current(database_url)
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -46,7 +46,7 @@ def test_the_daily_quota_counter_starts_from_todays_sends(database_url: str) -> 
     def at(moment: datetime) -> datetime:
         return moment.replace(tzinfo=None) if sqlite else moment
 
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     try:
         with engine.begin() as connection:
             connection.execute(

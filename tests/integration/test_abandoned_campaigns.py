@@ -19,7 +19,7 @@ import xlsxwriter
 from tests.conftest import TEST_KEY, TEST_PEPPER
 from tests.integration.test_crash_recovery import Processes, free_port, wait_healthy
 
-from switchboard.storage.sql.engines import sync_url
+from switchboard.storage.sql.engines import sync_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -39,7 +39,7 @@ def _workbook(rows: int) -> bytes:
 
 def _state(database_url: str) -> tuple[str | None, int, int]:
     """The campaign's status, its HELD messages, and the wallet's balance."""
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     try:
         with engine.connect() as connection:
             status = connection.execute(sa.text("SELECT status FROM campaigns")).scalar()
@@ -128,7 +128,7 @@ async def test_a_campaign_left_staging_by_a_dead_server_is_aborted_and_refunded(
     assert status == "REJECTED"
     assert held == 0
     assert balance == balance_before
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     with engine.connect() as connection:
         sendable = connection.execute(
             sa.text("SELECT count(*) FROM messages WHERE status <> 'HELD'")

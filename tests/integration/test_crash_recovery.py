@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from tests.conftest import TEST_KEY, TEST_PEPPER
 
 from switchboard.channels.smpp.simulator import SimulatorBehaviour, SmscSimulator
-from switchboard.storage.sql.engines import sync_url
+from switchboard.storage.sql.engines import sync_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -118,7 +118,7 @@ async def wait_healthy(base_url: str, timeout_s: float = 30) -> None:
 
 
 def counts(database_url: str) -> tuple[Counter[str], int, int]:
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text("SELECT status, count(*) FROM messages GROUP BY status")

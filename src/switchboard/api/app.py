@@ -28,6 +28,7 @@ from switchboard.api.routes import billing as billing_routes
 from switchboard.api.routes import callbacks as callback_routes
 from switchboard.api.routes import integration_keys as integration_key_routes
 from switchboard.api.routes import shopify as shopify_routes
+from switchboard.api.tenancy import TenancyBoundary
 from switchboard.errors import ResponseCode, SwitchboardError
 from switchboard.fraud import routes as fraud_routes
 from switchboard.integrations.clevertap import api as clevertap_routes
@@ -124,6 +125,7 @@ def create_app(container: Container, *, manage_lifecycle: bool = True) -> FastAP
     # outside the hot routes, so it covers them; inside the access log, which sees replays
     app.add_middleware(Idempotency, container=container)
     app.add_middleware(AccessLogMiddleware, enabled=container.settings.server.access_log)
+    app.add_middleware(TenancyBoundary)  # outermost: no account scope outlives its request
     app.include_router(auth.router)
     app.include_router(verification.router)
     app.include_router(native.router)

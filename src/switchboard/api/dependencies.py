@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request
 
+from switchboard import tenancy
 from switchboard.api.params import Params, read_params
 from switchboard.domain.accounts import Account
 
@@ -28,7 +29,9 @@ async def get_account(
     auth_token: Annotated[str | None, Header(alias="authToken")] = None,
 ) -> Account:
     container = container_of(request)
-    return await container.tokens.authenticate(auth_token)
+    account = await container.tokens.authenticate(auth_token)
+    tenancy.enter(account.id)  # the rest of the request sees this account's rows only
+    return account
 
 
 async def get_params(request: Request) -> Params:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from switchboard import tenancy
 from switchboard.console.services import ConsoleServices
 from switchboard.console.sessions import Principal
 from switchboard.console.store import SessionKind
@@ -66,7 +67,10 @@ async def principal(request: Request, kind: SessionKind) -> Principal:
 
 
 async def customer(request: Request) -> Principal:
-    return await principal(request, SessionKind.CUSTOMER)
+    found = await principal(request, SessionKind.CUSTOMER)
+    if found.account is not None:
+        tenancy.enter(found.account.id)  # the page shows this account's rows only
+    return found
 
 
 async def operator(request: Request) -> Principal:

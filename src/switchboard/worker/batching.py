@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from switchboard import tenancy
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -38,7 +40,8 @@ class GroupCommit(Generic[T, R]):
         self._pending.append((item, future))
         self._last = future
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
+            # its own scope: a batch holds many accounts' items (see `tenancy`)
+            self._runner = asyncio.create_task(self._run(), context=tenancy.unscoped_context())
         return await future
 
     async def _run(self) -> None:

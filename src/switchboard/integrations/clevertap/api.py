@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchboard import tenancy
 from switchboard.api import envelope
 from switchboard.config import Settings
 from switchboard.domain.accounts import Account
@@ -41,7 +42,9 @@ async def _container(request: Request) -> Container:
 async def _account(
     request: Request, auth_token: Annotated[str | None, Header(alias="authToken")] = None
 ) -> Account:
-    return await (await _container(request)).tokens.authenticate(auth_token)
+    account = await (await _container(request)).tokens.authenticate(auth_token)
+    tenancy.enter(account.id)
+    return account
 
 
 ContainerDep = Annotated[Container, Depends(_container)]
@@ -52,12 +55,14 @@ async def _authenticate(container: Container, request: Request) -> Account:
     """The spec's `customerId` + `email` + `password` headers (the password may be an
     integration key), or `Authorization: Bearer sbk_…`; one answer (501) for every failure."""
     headers = request.headers
-    return await container.clevertap.authenticate(
+    account = await container.clevertap.authenticate(
         customer_id=headers.get("customerid"),
         email=headers.get("email"),
         password=headers.get("password"),
         authorization=headers.get("authorization"),
     )
+    tenancy.enter(account.id)  # the batch's records are this account's alone (see `tenancy`)
+    return account
 
 
 async def _body(request: Request, limit: int) -> object:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from switchboard.storage.sql.engines import sync_engine
 from switchboard.storage.sql.tables import metadata
 
 config = context.config
@@ -25,7 +26,8 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url") or "")
+    # a migration that moves data must see every account's rows (row-level security, 0016)
+    engine = sync_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

@@ -15,6 +15,8 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from switchboard import tenancy
+
 R = TypeVar("R")
 
 _RETRIES = 3
@@ -64,7 +66,10 @@ class Batches(Generic[W]):
         """Queue `item`; returns when its batch is done (its future holds the outcome)."""
         self._waiting.append(item)
         if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name=self._name)
+            # unscoped: a batch commits many accounts' rows (see `tenancy`)
+            self._task = asyncio.create_task(
+                self._drain(), name=self._name, context=tenancy.unscoped_context()
+            )
         await asyncio.wait((item.done,))
 
     def _next(self) -> list[W]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -141,22 +142,23 @@ class SqlCleverTapStore:
 
     async def _save_numbers(self, connection: AsyncConnection, settings: CleverTapSettings) -> None:
         numbers = sorted(set(settings.reply_numbers))
-        if numbers:
-            taken = await connection.scalars(
-                sa.select(cr.number).where(
-                    cr.number.in_(numbers), cr.account_id != settings.account_id
-                )
-            )
-            if clash := list(taken):
-                raise DuplicateResourceError(f"reply number {clash[0]} belongs to another customer")
         await connection.execute(
             clevertap_reply_numbers.delete().where(cr.account_id == settings.account_id)
         )
-        if numbers:
-            await connection.execute(
-                clevertap_reply_numbers.insert(),
-                [{"number": n, "account_id": settings.account_id} for n in numbers],
-            )
+        if not numbers:
+            return
+        # Another customer's numbers are invisible under row-level security, but the primary
+        # key still holds across accounts: a number that does not go in belongs to someone else
+        # (the transaction rolls back with the error).
+        dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+        inserted = await connection.scalars(
+            dialect.insert(clevertap_reply_numbers)
+            .values([{"number": n, "account_id": settings.account_id} for n in numbers])
+            .on_conflict_do_nothing()
+            .returning(cr.number)
+        )
+        if clash := sorted(set(numbers) - set(inserted)):
+            raise DuplicateResourceError(f"reply number {clash[0]} belongs to another customer")
 
     async def remember(self, records: Sequence[SentRecord]) -> None:
         if not records:

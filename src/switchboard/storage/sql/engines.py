@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from switchboard import tenancy
 from switchboard.storage.sql import inline_sqlite
 
 # Hooks of the open write() transactions. Kept beside the connection, not in its `info`:
@@ -71,7 +72,23 @@ def sync_url(database_url: str) -> str:
     return database_url
 
 
+# Row-level security (migration 0016): the policies show a connection the rows of the account in
+# `switchboard.account_id`, or every row when it is '*'. Our connections start at '*' (workers and
+# group commits serve every account); a transaction opened in a customer's scope narrows it to
+# that account for itself alone (`set_config(…, true)` is SET LOCAL). Any other client of the
+# database sees nothing until it says whose rows it serves.
+SCOPE_SETTING = "switchboard.account_id"
+_ALL_ACCOUNTS_OPTION = f"-c {SCOPE_SETTING}=*"
+_NARROW = sa.text(f"SELECT set_config('{SCOPE_SETTING}', :account, true)")
 _POOL_TIMEOUT_S = 60
+
+
+def sync_engine(database_url: str, **options: Any) -> sa.Engine:
+    """A synchronous engine (Alembic, tools, tests) that sees every account's rows."""
+    url = sync_url(database_url)
+    if url.startswith("postgresql"):
+        options.setdefault("connect_args", {})["options"] = _ALL_ACCOUNTS_OPTION
+    return sa.create_engine(url, **options)
 
 
 def _sqlite_engine(path: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
@@ -138,7 +155,11 @@ class Database:
             self._read_turns: asyncio.Semaphore | None = asyncio.Semaphore(2)
         else:
             self._writer = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"options": _ALL_ACCOUNTS_OPTION},
             )
             self._reader = self._writer
             self._write_turns = self._read_turns = None
@@ -151,6 +172,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         hooks: list[Callable[[], None]] = []
         async with _turn(self._write_turns), self._writer.begin() as connection:
+            await self._narrow(connection)
             _after_commit[connection] = hooks
             last: list[BeforeCommit] = []
             _before_commit[connection] = last
@@ -167,7 +189,14 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with _turn(self._read_turns), self._reader.begin() as connection:
+            await self._narrow(connection)
             yield connection
+
+    async def _narrow(self, connection: AsyncConnection) -> None:
+        """Scope the transaction to the current task's account (PostgreSQL; see `tenancy`)."""
+        account = tenancy.current()
+        if account is not None and not self.is_sqlite:
+            await connection.execute(_NARROW, {"account": account})
 
     async def ping(self) -> bool:
         try:

@@ -27,7 +27,17 @@ m = messages.c
 _COLUMN_LIST = ", ".join(MESSAGE_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in MESSAGE_COLUMNS)
 _SQLITE_INSERT = f"INSERT INTO messages ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
-_POSTGRES_COPY = f"COPY messages ({_COLUMN_LIST}) FROM STDIN"
+# PostgreSQL refuses COPY FROM into a table under row-level security (migration 0016), so the
+# rows are copied into a temporary table of this connection, then moved by one INSERT … SELECT
+# that the policies check; the DELETE … RETURNING leaves the staging table empty for the next batch.
+_POSTGRES_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS messages_incoming (LIKE messages) ON COMMIT DELETE ROWS"
+)
+_POSTGRES_COPY = f"COPY messages_incoming ({_COLUMN_LIST}) FROM STDIN"
+_POSTGRES_MOVE = (
+    f"WITH moved AS (DELETE FROM messages_incoming RETURNING {_COLUMN_LIST}) "  # noqa: S608
+    f"INSERT INTO messages ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM moved"
+)
 
 
 def _campaign(row: sa.Row[Any]) -> CampaignRecord:
@@ -237,10 +247,16 @@ async def _insert_messages(connection: AsyncConnection, batch: Sequence[MessageR
     # The pooled psycopg connection under this SQLAlchemy connection, in its transaction.
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
+    statement = _POSTGRES_STAGING
     try:
-        async with driver.cursor() as cursor, cursor.copy(_POSTGRES_COPY) as copy:
-            for row in rows:
-                await copy.write_row(row)
+        async with driver.cursor() as cursor:
+            await cursor.execute(_POSTGRES_STAGING)
+            statement = _POSTGRES_COPY
+            async with cursor.copy(_POSTGRES_COPY) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            statement = _POSTGRES_MOVE
+            await cursor.execute(_POSTGRES_MOVE)
     except psycopg.Error as error:
         # The error SQLAlchemy would have raised (IntegrityError for a duplicate, …).
-        raise sa.exc.DBAPIError.instance(_POSTGRES_COPY, None, error, psycopg.Error) from error
+        raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from switchboard.storage.sql.engines import sync_url
+from switchboard.storage.sql.engines import sync_engine, sync_url
 
 _SCRIPTS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -30,7 +29,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 def is_current(database_url: str) -> bool:
     """Whether the database is at the newest revision."""
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
