@@ -31,6 +31,9 @@ from bench.load import HttpError, build_request, fetch
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# The role the server connects as: an ordinary one, so row-level security applies as deployed
+# (SWITCHBOARD_BENCH_PG_ROLE=postgres measures without it: a superuser passes every policy).
+PG_ROLE = os.environ.get("SWITCHBOARD_BENCH_PG_ROLE", "switchboard_app")
 CUSTOMER_ID = "C-BENCH0000000001"
 PASSWORD = "bench correct horse"  # noqa: S105 - a throwaway local account
 EMAIL = "bench@example.com"
@@ -90,14 +93,24 @@ class BenchDatabase:
         if kind == "sqlite":
             self.url = f"sqlite:///{workdir / 'switchboard.db'}"
         elif kind == "postgres":
-            self.url = f"postgresql://postgres@127.0.0.1:5432/{self._name}"
+            # the server's own ordinary role, as deployed: row-level security applies to it
+            self.url = f"postgresql://{PG_ROLE}@127.0.0.1:5432/{self._name}"
         else:
             raise ValueError(f"unknown database {kind!r}")
 
     def create(self) -> None:
         if self.kind == "postgres":
             with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self._name)))
+                role = sql.Identifier(PG_ROLE)
+                if admin.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_ROLE,)
+                ).fetchone():
+                    pass
+                else:
+                    admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(role))
+                admin.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self._name), role)
+                )
 
     def drop(self) -> None:
         if self.kind == "postgres":
@@ -114,7 +127,10 @@ class BenchDatabase:
             path = self.url.removeprefix("sqlite:///")
             with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
                 return db.execute(query).fetchone()[0]
-        with psycopg.connect(self.url, autocommit=True) as connection:
+        # every account's rows (row-level security): see storage/sql/engines.py
+        with psycopg.connect(
+            self.url, autocommit=True, options="-c switchboard.account_id=*"
+        ) as connection:
             row = connection.execute(query.encode()).fetchone()
             return row[0] if row else None
 

@@ -22,6 +22,7 @@ from switchboard.automations.rules import (
 from switchboard.domain.messages import Channel, MessageRecord, MessageType
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.locks import leased_first
 from switchboard.storage.sql.queue import SqlMessageQueue
 from switchboard.storage.sql.tables import automation_events, automation_jobs, automations
 
@@ -299,11 +300,10 @@ class SqlAutomationStore:
         )
         if job_ids is not None:
             due = due.where(j.id.in_(list(job_ids)))
-        if not self._db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        chosen = j.id.in_(due.scalar_subquery()) if self._db.is_sqlite else leased_first(j.id, due)
         statement = (
             automation_jobs.update()
-            .where(j.id.in_(due.scalar_subquery()), j.status == _PENDING)
+            .where(chosen, j.status == _PENDING)
             .values(
                 lease_owner=owner,
                 lease_until=now + timedelta(seconds=lease_s),

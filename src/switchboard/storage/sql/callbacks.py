@@ -40,6 +40,7 @@ from switchboard.domain.callbacks import (
 from switchboard.domain.messages import MessageStatus
 from switchboard.domain.verification import VerificationRecord, VerificationStatus
 from switchboard.storage.sql.engines import Database, after_commit, before_commit
+from switchboard.storage.sql.locks import leased_first
 from switchboard.storage.sql.queue import StatusListener
 from switchboard.storage.sql.rows import verification_record
 from switchboard.storage.sql.tables import accounts, messages, verifications, webhook_deliveries
@@ -494,13 +495,12 @@ class SqlCallbackStore:
         )
         if skip_accounts:
             due = due.where(d.account_id.not_in(list(skip_accounts)))
-        if not self._db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        chosen = d.id.in_(due.scalar_subquery()) if self._db.is_sqlite else leased_first(d.id, due)
         async with self._db.write() as connection:
             rows = (
                 await connection.execute(
                     webhook_deliveries.update()
-                    .where(d.id.in_(due.scalar_subquery()))
+                    .where(chosen)
                     .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
                     .returning(
                         d.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,3 +28,16 @@ async def lock_names(connection: AsyncConnection, keys: Iterable[int]) -> None:
     ordered = sorted(set(keys))
     if ordered:
         await connection.execute(_LOCK_KEYS, {"keys": ordered})
+
+
+def leased_first(key: sa.ColumnElement[Any], due: sa.Select[Any]) -> sa.ColumnElement[bool]:
+    """`key` is among the rows `due` picks, locked once, for `UPDATE … WHERE` (PostgreSQL).
+
+    `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` may update more than n rows: when
+    the planner rescans the sub-select (a nested-loop semi-join), each rescan skips the rows the
+    previous one locked and picks others. A plan change (row-level security's policy, ADR 0020)
+    made one claim lease 100 rows instead of 6. A MATERIALIZED CTE runs exactly once.
+    """
+    chosen = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+    picked: sa.ColumnElement[Any] = chosen.c[key.name]
+    return key == picked

@@ -33,7 +33,7 @@ from switchboard.domain.messages import (
 )
 from switchboard.domain.verification import VerificationStatus
 from switchboard.storage.sql.engines import Database
-from switchboard.storage.sql.locks import advisory_key, lock_names
+from switchboard.storage.sql.locks import advisory_key, leased_first, lock_names
 from switchboard.storage.sql.rows import message_record, message_values
 from switchboard.storage.sql.tables import (
     inbound_messages,
@@ -288,11 +288,9 @@ def _claim_statement(*, skip_locked: bool) -> sa.Update:
         .order_by(m.lane, m.not_before)
         .limit(sa.bindparam("b_limit"))
     )
-    if skip_locked:
-        due = due.with_for_update(skip_locked=True)
     return (
         messages.update()
-        .where(m.id.in_(due.scalar_subquery()))
+        .where(leased_first(m.id, due) if skip_locked else m.id.in_(due.scalar_subquery()))
         .values(
             status=MessageStatus.SENDING.value,
             lease_owner=sa.bindparam("b_owner"),
