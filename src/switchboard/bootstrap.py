@@ -412,6 +412,11 @@ class Container:
             raise ConfigurationError(
                 "the database schema is not up to date: run `switchboard db upgrade` first"
             )
+        elif await self.database.bypasses_row_security():
+            log.warning(
+                "the database role is a superuser or has BYPASSRLS: row-level security does not "
+                "hold; connect as an ordinary role that owns the database (ADR 0020)"
+            )
         self._started = True
         workers = self.settings.server.run_workers if run_workers is None else run_workers
         if workers:

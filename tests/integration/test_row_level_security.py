@@ -14,10 +14,10 @@ import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
-from tests.conftest import _truncate, open_client
+from tests.conftest import APP_ROLE, SettingsFactory, _truncate, open_client
 
 from switchboard import tenancy
-from switchboard.bootstrap import Container
+from switchboard.bootstrap import Container, build_container
 from switchboard.storage.sql.tables import metadata
 from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.testing.client import MessageCentralClient
@@ -138,3 +138,18 @@ async def test_a_connection_that_names_no_account_sees_no_customer_rows(
         assert await cursor.fetchone() == (0,)
         cursor = await other.execute("SELECT count(*) FROM accounts")
         assert await cursor.fetchone() == (0,)
+
+
+async def test_a_server_connected_as_a_superuser_warns_that_the_wall_is_gone(
+    make_settings: SettingsFactory, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warning = "row-level security does not hold"
+    ordinary = build_container(make_settings())
+    await ordinary.start(run_workers=False)
+    await ordinary.stop()
+    assert warning not in capsys.readouterr().out
+    superuser_url = database_url.replace(f"//{APP_ROLE}@", "//postgres@", 1)
+    superuser = build_container(make_settings(database_url=superuser_url))
+    await superuser.start(run_workers=False)
+    await superuser.stop()
+    assert warning in capsys.readouterr().out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
+from switchboard import tenancy
 from switchboard.clock import Clock
 from switchboard.config import PipedriveSettings
 from switchboard.domain import encoding
@@ -196,6 +197,7 @@ class PipedriveApp:
         account = await self._accounts.get(company.account_id)
         if not account.enabled:
             raise AuthenticationError("the linked Switchboard account is disabled")
+        tenancy.enter(account.id)  # the rest of the page's request sees this account's rows only
         return account
 
     # -- compose and send --------------------------------------------------------------------

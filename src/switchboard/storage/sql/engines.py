@@ -198,6 +198,20 @@ class Database:
         if account is not None and not self.is_sqlite:
             await connection.execute(_NARROW, {"account": account})
 
+    async def bypasses_row_security(self) -> bool:
+        """Whether this connection's role passes every row-level security policy (PostgreSQL:
+        a superuser or BYPASSRLS role), which takes the second wall away (ADR 0020)."""
+        if self.is_sqlite:
+            return False
+        async with self.read() as connection:
+            return bool(
+                await connection.scalar(
+                    sa.text(
+                        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+                    )
+                )
+            )
+
     async def ping(self) -> bool:
         try:
             async with self.read() as connection:
