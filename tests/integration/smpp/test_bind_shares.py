@@ -11,7 +11,7 @@ import pytest
 
 from switchboard.channels.base import SendResult
 from switchboard.channels.smpp.driver import SmppDriver
-from switchboard.channels.smpp.pdu import BindReceiver
+from switchboard.channels.smpp.pdu import BindReceiver, DeliverSm, EsmClass
 from switchboard.channels.smpp.session import SessionState
 from switchboard.channels.smpp.simulator import SmscSimulator
 
@@ -150,6 +150,37 @@ async def test_messages_sent_during_a_shrink_are_each_taken_once_with_every_rece
     if bind_mode == "tx_rx":
         receivers = [b for b in smsc_simulator.binds if isinstance(b, BindReceiver)]
         assert len(receivers) == 4
+
+
+async def test_a_receipt_crossing_a_retiring_binds_unbind_is_stored_not_cut_off(
+    smsc_simulator: SmscSimulator,
+) -> None:
+    smsc_simulator.behaviour = replace(smsc_simulator.behaviour, unbind_resp_delay_s=0.2)
+    sink = RecordingSink(store_s=0.4)  # still storing when the unbind_resp comes
+    options = fast_options(smsc_simulator.port, binds=2, close_grace_s=2.0)
+    async with running_driver(options, sink) as driver:
+        assert await wait_until(lambda: smsc_simulator.bound_count == 2)
+        driver.set_share(1 / 2)
+        assert await wait_until(lambda: smsc_simulator.unbinds == 1)
+        assert await smsc_simulator.deliver(_receipt("A0000042"), unbinding=True)
+        assert await wait_until(lambda: _listed(driver) == 1, 3.0)
+        assert [r.provider_id for r in sink.reports] == ["2684354626"]  # stored once
+        assert smsc_simulator.bound_count == 1
+        # The SMSC closed the link with its unbind_resp, before the answer: it sends the
+        # receipt again on the remaining bind (a duplicate the receipt path absorbs).
+        assert await wait_until(lambda: len(sink.reports) == 2, 3.0)
+    assert smsc_simulator.redelivered == 1
+    assert {r.provider_id for r in sink.reports} == {"2684354626"}
+
+
+def _receipt(message_id: str) -> DeliverSm:
+    text = f"id:{message_id} sub:001 dlvrd:001 submit date:2612021200 done date:2612021200 "
+    return DeliverSm(
+        source_addr="919876543210",
+        destination_addr="BRAND",
+        esm_class=EsmClass.DELIVERY_RECEIPT,
+        short_message=(text + "stat:DELIVRD err:000 text:").encode("ascii"),
+    )
 
 
 def _listed(driver: SmppDriver) -> int:

@@ -76,6 +76,7 @@ class SimulatorBehaviour:
     silent: bool = False  # never answer submit_sm
     answer_enquire_link: bool = True
     response_delay_s: float = 0.0
+    unbind_resp_delay_s: float = 0.0  # keeps reading (and delivering) meanwhile
 
 
 @dataclass(slots=True, eq=False)
@@ -85,6 +86,7 @@ class _Connection:
     bind: Bind | None = None
     sequence: int = 0
     unanswered: dict[int, DeliverSm] = field(default_factory=dict)  # by sequence number
+    unbinding: bool = False  # its unbind is not answered yet (unbind_resp_delay_s)
 
     def next_sequence(self) -> int:
         self.sequence = self.sequence % 0x7FFFFFFF + 1
@@ -171,10 +173,14 @@ class SmscSimulator:
 
     # -- scripted traffic ----------------------------------------------------------------
 
-    async def deliver(self, pdu: DeliverSm) -> bool:
-        """Send a deliver_sm (MO or receipt) to a bind that receives; False if none is bound."""
+    async def deliver(self, pdu: DeliverSm, *, unbinding: bool = False) -> bool:
+        """Send a deliver_sm (MO or receipt) to a bind that receives (`unbinding`: one whose
+        unbind is still unanswered, so that it crosses the unbind); False if there is none."""
         for connection in list(self._connections):
-            if isinstance(connection.bind, BindTransceiver | BindReceiver):
+            if (
+                isinstance(connection.bind, BindTransceiver | BindReceiver)
+                and (connection.unbinding or not unbinding)
+            ):
                 await self._send(connection, pdu)
                 return True
         return False
@@ -252,6 +258,7 @@ class SmscSimulator:
             if (
                 isinstance(other.bind, BindReceiver | BindTransceiver)
                 and other.bind.system_id == system_id
+                and not other.unbinding
                 and not other.writer.is_closing()
             ):
                 return other
@@ -267,6 +274,10 @@ class SmscSimulator:
                 await self._send(connection, EnquireLinkResp(sequence_number=pdu.sequence_number))
         elif isinstance(pdu, Unbind):
             self.unbinds += 1
+            if behaviour.unbind_resp_delay_s:
+                connection.unbinding = True
+                self._spawn(self._answer_unbind_later(connection, pdu))
+                return True
             await self._send(connection, UnbindResp(sequence_number=pdu.sequence_number))
             return False
         elif isinstance(pdu, SubmitSm):
@@ -286,6 +297,11 @@ class SmscSimulator:
                 ),
             )
         return True
+
+    async def _answer_unbind_later(self, connection: _Connection, pdu: Unbind) -> None:
+        await asyncio.sleep(self.behaviour.unbind_resp_delay_s)
+        await self._send(connection, UnbindResp(sequence_number=pdu.sequence_number))
+        connection.writer.close()  # _serve then ends, and redelivers what was left unanswered
 
     async def _bind(self, connection: _Connection, pdu: Bind) -> bool:
         self.binds.append(pdu)
