@@ -88,6 +88,28 @@ async def test_an_eighth_of_four_binds_keeps_one_and_warns_once(
     ]
 
 
+async def test_a_shrink_retires_the_binds_the_smsc_refused_and_keeps_the_bound_ones(
+    smsc_simulator: SmscSimulator,
+) -> None:
+    # The first binds are refused once, so the bound ones are the later slots: then at the
+    # account's limit, the early ones keep being refused.
+    smsc_simulator.behaviour = replace(smsc_simulator.behaviour, max_binds=2)
+    smsc_simulator.refuse_binds = 2
+    options = fast_options(smsc_simulator.port, binds=4)
+    async with running_driver(options, RecordingSink()) as driver:
+        assert await wait_until(
+            lambda: smsc_simulator.bound_count == 2 and smsc_simulator.binds_refused >= 2
+        )
+        driver.set_share(1 / 2)
+        assert await wait_until(lambda: _listed(driver) == 2)
+        assert [b.state for b in driver.status().binds] == [SessionState.BOUND] * 2
+        assert smsc_simulator.unbinds == 0  # no bound one was given up
+        refused = smsc_simulator.binds_refused
+        await asyncio.sleep(0.3)  # several reconnect backoffs: no bind is tried any more
+        assert smsc_simulator.binds_refused == refused
+        assert driver.is_available()
+
+
 async def test_a_share_given_before_start_opens_only_that_many_binds(
     smsc_simulator: SmscSimulator,
 ) -> None:

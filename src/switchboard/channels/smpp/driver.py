@@ -374,8 +374,9 @@ class SmppDriver:
             if self.options.bind_mode == "transceiver"
             else [BindMode.TRANSMITTER, BindMode.RECEIVER]
         )
-        # Retirements end before slots open, so the numbers of held slots are 1…n.
-        number = len(self._slots) + 1
+        # Retirements end before slots open: the lowest number no held slot has is free.
+        held = {slot.number for slot in self._slots}
+        number = min(set(range(1, len(held) + 2)) - held)
         sessions = tuple(
             EsmeSession(
                 self._session_config(mode),
@@ -389,6 +390,7 @@ class SmppDriver:
         slot = _BindSlot(number, sessions)
         slot.drained.set()
         self._slots.append(slot)
+        self._slots.sort(key=lambda held: held.number)
         self._index_sessions()
         for session in sessions:
             await session.start()
@@ -421,12 +423,20 @@ class SmppDriver:
             while not self._closing and len(self._slots) != self._bind_target:
                 try:
                     if len(self._slots) > self._bind_target:
-                        await self._retire_slots(self._slots[self._bind_target :])
+                        await self._retire_slots(self._surplus())
                     else:
                         await self._open_slot()
                 except Exception:  # a bug must not freeze the bind count; retry shortly
                     log.exception("smpp %s: changing the bind count failed", self.name)
                     await asyncio.sleep(1.0)
+
+    def _surplus(self) -> list[_BindSlot]:
+        """The slots to retire: unbound ones first (a bound one can send now), then the last."""
+        ranked = sorted(
+            self._slots,
+            key=lambda slot: (all(s.is_bound() for s in slot.sessions), -slot.number),
+        )
+        return ranked[: len(self._slots) - self._bind_target]
 
     def _index_sessions(self) -> None:
         self._sessions = [session for slot in self._slots for session in slot.sessions]

@@ -77,6 +77,7 @@ class SimulatorBehaviour:
     answer_enquire_link: bool = True
     response_delay_s: float = 0.0
     unbind_resp_delay_s: float = 0.0  # keeps reading (and delivering) meanwhile
+    max_binds: int | None = None  # the account's bind limit: binds beyond it get ESME_RALYBND
 
 
 @dataclass(slots=True, eq=False)
@@ -123,6 +124,8 @@ class SmscSimulator:
         self.accepted: list[Accepted] = []
         self.binds: list[Bind] = []
         self.deliver_responses: list[DeliverSmResp] = []
+        self.binds_refused = 0  # beyond max_binds
+        self.refuse_binds = 0  # refuse the next n binds with ESME_RBINDFAIL (an SMSC's hiccup)
         self.redelivered = 0  # deliver_sm sent again after their connection ended unanswered
         self._held: list[tuple[str, DeliverSm]] = []  # (system_id, pdu) while nothing receives
         self.unbinds = 0
@@ -177,9 +180,8 @@ class SmscSimulator:
         """Send a deliver_sm (MO or receipt) to a bind that receives (`unbinding`: one whose
         unbind is still unanswered, so that it crosses the unbind); False if there is none."""
         for connection in list(self._connections):
-            if (
-                isinstance(connection.bind, BindTransceiver | BindReceiver)
-                and (connection.unbinding or not unbinding)
+            if isinstance(connection.bind, BindTransceiver | BindReceiver) and (
+                connection.unbinding or not unbinding
             ):
                 await self._send(connection, pdu)
                 return True
@@ -317,6 +319,12 @@ class SmscSimulator:
             status: int = CommandStatus.ESME_RALYBND
         elif pdu.system_id != behaviour.system_id or pdu.password != behaviour.password:
             status = behaviour.bind_refusal_status
+        elif self.refuse_binds > 0:
+            self.refuse_binds -= 1
+            status = CommandStatus.ESME_RBINDFAIL
+        elif behaviour.max_binds is not None and self.bound_count >= behaviour.max_binds:
+            status = CommandStatus.ESME_RALYBND
+            self.binds_refused += 1
         else:
             status = CommandStatus.ESME_ROK
         await self._send(
