@@ -126,6 +126,41 @@ async def test_two_workers_hold_the_connectors_binds_between_them_not_twice(
                 await worker.stop()
 
 
+async def test_at_the_carriers_bind_limit_a_joining_worker_binds_once_the_first_shrinks(
+    make_settings: SettingsFactory, smsc: SmscSimulator, clock: FrozenClock
+) -> None:
+    smsc.behaviour = SimulatorBehaviour(max_binds=4)  # what the carrier allows this account
+    settings = _settings(make_settings, smsc, binds=4)
+    first = build_container(settings, clock=clock)
+    second = build_container(settings, clock=clock)
+    await first.start(run_workers=True)
+    try:
+        assert await _until(lambda: smsc.bound_count == 4)
+        await second.start(run_workers=True)
+        assert await _until(lambda: smsc.binds_refused >= 2)  # the first still holds all 4
+        assert first.shares is not None
+        assert await first.shares.update() == 2
+        assert await _until(lambda: all(_all_bound(w, 2) for w in (first, second)))
+        assert smsc.bound_count == 4
+        refused = smsc.binds_refused
+        await asyncio.sleep(0.3)
+        assert smsc.binds_refused == refused  # settled: nobody asks for more
+        second_driver = second.drivers["carrier"]
+        assert isinstance(second_driver, SmppDriver)
+        assert second_driver.counters["binds_retired"] == 0  # it never held more than 2
+    finally:
+        for worker in (first, second):
+            if worker._started:
+                await worker.stop()
+
+
+def _all_bound(container: Container, count: int) -> bool:
+    driver = container.drivers["carrier"]
+    assert isinstance(driver, SmppDriver)
+    states = [bind.state.value for bind in driver.status().binds]
+    return states == ["bound"] * count
+
+
 async def _operator_sees_its_share(worker: Container) -> None:
     """/status, /metrics and the console's connectors table show 2 of 4 binds held here."""
     app = create_app(worker, manage_lifecycle=False)
