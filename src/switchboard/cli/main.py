@@ -494,7 +494,7 @@ def status(
         typer.echo(f"{connector['name']:<16} {state:<5} {','.join(connector['channels'])}")
         detail = connector.get("detail", {})
         if "bind_slots" in detail:  # this worker's part of the connector's binds
-            typer.echo(f"    {detail['bind_slots']} binds held, share {detail['bind_share']:.3g}")
+            typer.echo(f"    binds held: {detail['bind_slots']} (share {detail['bind_share']:.3g})")
         for bind in detail.get("binds", []):
             last = bind.get("last_bind_status")
             note = f" last status 0x{last:02X}" if last else ""
