@@ -127,8 +127,8 @@ class SmppStatus:
     """For health and metrics: one entry per bind, plus the connector's counters.
 
     `bind_share` is this worker's share of the connector (1/n of n live workers) and
-    `bind_slots` the binds it holds of that share (at least one); `binds` also lists
-    retiring sessions while they finish and unbind."""
+    `bind_slots` the binds it keeps for that share (at least one; reached in the background);
+    `binds` also lists retiring sessions while they finish and unbind."""
 
     connector: str
     available: bool
