@@ -432,11 +432,12 @@ class Container:
         elif path:
             self._wake_listener = WakeListener(path, self._wake_all)
             self._wake_listener.start()
-        for driver in self.drivers.values():
-            await driver.start(self.sink)
-        if self.shares is not None:  # this worker's share of the cluster-wide limits first
+        if self.shares is not None:  # this worker's share first: its drivers open only theirs
             with contextlib.suppress(Exception):  # else the loop below retries
                 await self.shares.update()
+        for driver in self.drivers.values():
+            await driver.start(self.sink)
+        if self.shares is not None:
             self._tasks.append(asyncio.create_task(self.shares.run(), name="limit-shares"))
             self._sharing = True
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))

@@ -145,6 +145,7 @@ async def test_a_refused_bind_shows_its_status(
         assert "carrier" in cli.stdout
         assert "DOWN" in cli.stdout
         assert "last status 0x" in cli.stdout
+        assert "binds held: 1 (share 1)" in cli.stdout  # one worker: the connector's whole share
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)

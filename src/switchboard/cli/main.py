@@ -492,7 +492,10 @@ def status(
     for connector in view["connectors"]:
         state = "up" if connector["available"] else "DOWN"
         typer.echo(f"{connector['name']:<16} {state:<5} {','.join(connector['channels'])}")
-        for bind in connector.get("detail", {}).get("binds", []):
+        detail = connector.get("detail", {})
+        if "bind_slots" in detail:  # this worker's part of the connector's binds
+            typer.echo(f"    binds held: {detail['bind_slots']} (share {detail['bind_share']:.3g})")
+        for bind in detail.get("binds", []):
             last = bind.get("last_bind_status")
             note = f" last status 0x{last:02X}" if last else ""
             typer.echo(

@@ -71,14 +71,18 @@ class NpmSmsc:
 
 @dataclass
 class RecordingSink:
-    """A ReportSink that keeps what it was given; `failures` makes the next calls raise."""
+    """A ReportSink that keeps what it was given; `failures` makes the next calls raise,
+    `store_s` makes storing a report take that long."""
 
     reports: list[DeliveryReport] = field(default_factory=list)
     inbound: list[InboundMessage] = field(default_factory=list)
     failures: int = 0
+    store_s: float = 0.0
 
     async def on_report(self, report: DeliveryReport) -> None:
         self._maybe_fail()
+        if self.store_s:
+            await asyncio.sleep(self.store_s)
         self.reports.append(report)
 
     async def on_inbound(self, message: InboundMessage) -> None:

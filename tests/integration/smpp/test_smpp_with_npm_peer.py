@@ -178,3 +178,35 @@ async def test_enquire_link_is_answered_by_the_peer(npm_smsc: NpmSmsc) -> None:
         assert driver.is_available()
         assert driver.status().counters.get("enquire_link_timeouts", 0) == 0
     assert len(npm_smsc.records("enquire_link")) >= 2
+
+
+async def test_a_halved_share_unbinds_half_the_binds_at_the_peer_and_loses_no_message(
+    npm_smsc: NpmSmsc,
+) -> None:
+    options = fast_options(npm_smsc.port, **npm_options(binds=4, window=4))
+    async with running_driver(options, RecordingSink()) as driver:
+        assert await npm_smsc.wait_records(4, command="bind_transceiver")
+        assert await wait_until(lambda: len(driver.status().binds) == 4 and driver.is_available())
+        texts = [f"during shrink {n:03d}" for n in range(200)]
+        pending = list(reversed(texts))
+        provider_ids: list[str] = []
+
+        async def sender() -> None:
+            while pending:
+                result = await driver.send(sms(pending.pop()))
+                provider_ids.extend(result.provider_ids)
+
+        senders = [asyncio.create_task(sender()) for _ in range(16)]
+        assert await wait_until(lambda: len(provider_ids) >= 40)
+        driver.set_share(1 / 2)
+        await asyncio.wait_for(asyncio.gather(*senders), 15.0)
+        assert await npm_smsc.wait_records(2, command="unbind")
+        assert await wait_until(lambda: len(driver.status().binds) == 2)
+        await asyncio.sleep(0.2)
+        unbinds_while_running = len(npm_smsc.records("unbind"))
+    submits = npm_smsc.records()
+    assert unbinds_while_running == 2  # 4 bound, 2 unbound: the peer holds 2
+    assert len(npm_smsc.records("bind_transceiver")) == 4
+    assert sorted(s["message"] for s in submits) == texts  # each exactly once
+    assert all(s["command_status"] == 0 for s in submits)
+    assert sorted(provider_ids) == sorted(s["message_id"] for s in submits)

@@ -34,6 +34,7 @@ async def _refresh(container: Container) -> dict[str, int]:
     depth = await container.queue.queue_depth()
     metrics = container.metrics
     metrics.set_queue_depth(depth)
+    metrics.binds.clear()  # a state no bind is in any more (a retired bind's) reads 0, not stale
     for view in _connectors(container):
         metrics.connector_up.labels(view["name"]).set(1 if view["available"] else 0)
         binds = view.get("detail", {}).get("binds", [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
@@ -123,13 +124,19 @@ class SmppOptions(BaseModel):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SmppStatus:
-    """For health and metrics: one entry per bind, plus the connector's counters."""
+    """For health and metrics: one entry per bind, plus the connector's counters.
+
+    `bind_share` is this worker's share of the connector (1/n of n live workers) and
+    `bind_slots` the binds it keeps for that share (at least one; reached in the background);
+    `binds` also lists retiring sessions while they finish and unbind."""
 
     connector: str
     available: bool
     tps: float
     binds: tuple[SessionStatus, ...]
     counters: Mapping[str, int] = field(default_factory=dict)
+    bind_share: float = 1.0
+    bind_slots: int = 1
 
 
 def relative_validity(seconds: int) -> str:
@@ -178,6 +185,16 @@ def decode_text(data: bytes, data_coding: int) -> str:
     return data.decode("latin-1")
 
 
+@dataclass(slots=True, eq=False)
+class _BindSlot:
+    """One of the connector's `binds`: a transceiver, or a transmitter with its receiver."""
+
+    number: int
+    sessions: tuple[EsmeSession, ...]
+    sends: int = 0  # sends that picked this slot and have not finished all their parts
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass(slots=True)
 class _PendingMo:
     first_seen: float
@@ -186,7 +203,8 @@ class _PendingMo:
 
 
 class SmppDriver:
-    """SMS over one SMPP account: `binds` transceivers (or transmitter/receiver pairs)."""
+    """SMS over one SMPP account: `binds` transceivers (or transmitter/receiver pairs),
+    divided among the live workers (`set_share`)."""
 
     channels = frozenset({Channel.SMS})
 
@@ -204,7 +222,14 @@ class SmppDriver:
         self._rng = rng or random.Random()  # noqa: S311 - references and jitter, not secrets
         self._sink: ReportSink | None = None
         self._bucket = TokenBucket(options.tps)
-        self._sessions: list[EsmeSession] = []
+        self._slots: list[_BindSlot] = []  # held: their sessions take sends
+        self._retiring: list[_BindSlot] = []  # surplus after a smaller share, until unbound
+        self._sessions: list[EsmeSession] = []  # the held slots' sessions
+        self._slot_of: dict[EsmeSession, _BindSlot] = {}
+        self._share = 1.0
+        self._bind_target = options.binds
+        self._reshaped = asyncio.Event()
+        self._reshaper: asyncio.Task[None] | None = None
         self._closing = False
         self._sends_in_flight = 0
         self._idle = asyncio.Event()
@@ -217,32 +242,22 @@ class SmppDriver:
     # -- ChannelDriver -----------------------------------------------------------------
 
     async def start(self, sink: ReportSink) -> None:
-        """Open the binds in the background; returns at once."""
-        if self._sessions:
+        """Open this worker's binds in the background; returns at once."""
+        if self._reshaper is not None:
             return
         self._sink = sink
-        modes = (
-            [BindMode.TRANSCEIVER]
-            if self.options.bind_mode == "transceiver"
-            else [BindMode.TRANSMITTER, BindMode.RECEIVER]
-        )
-        for index in range(self.options.binds):
-            for mode in modes:
-                session = EsmeSession(
-                    self._session_config(mode),
-                    on_deliver=self._on_deliver,
-                    bucket=self._bucket,
-                    name=f"{self.name}#{index + 1}-{mode.value}",
-                    rng=self._rng,
-                )
-                self._sessions.append(session)
-                await session.start()
+        while len(self._slots) < self._bind_target:
+            await self._open_slot()
+        self._reshaper = asyncio.create_task(self._reshape_binds(), name=f"smpp-{self.name}")
 
     async def close(self) -> None:
         """Refuse new sends, let started ones finish all their parts (bounded), then unbind."""
         self._closing = True
+        self._reshaped.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self.options.close_grace_s)
+        if self._reshaper is not None:
+            await self._reshaper  # a retirement under way ends first (bounded by its grace)
         await asyncio.gather(*(session.close() for session in self._sessions))
 
     def is_available(self) -> bool:
@@ -269,6 +284,9 @@ class SmppDriver:
         validity = self._validity(message)
         pdus, segments = self._build(message, validity)
         session = self._pick_session()
+        slot = self._slot_of[session]
+        slot.sends += 1
+        slot.drained.clear()
         self._sends_in_flight += 1
         self._idle.clear()
         try:
@@ -276,6 +294,9 @@ class SmppDriver:
             urgent = message.message_type is MessageType.OTP
             return await self._submit_parts(session, pdus, segments, urgent)
         finally:
+            slot.sends -= 1
+            if not slot.sends:
+                slot.drained.set()
             self._sends_in_flight -= 1
             if not self._sends_in_flight:
                 self._idle.set()
@@ -305,21 +326,121 @@ class SmppDriver:
         return SendResult(provider_ids=tuple(accepted), segments=segments)
 
     def set_share(self, fraction: float) -> None:
-        """Send at `fraction` of the connector's TPS: the connector's other workers send the
-        rest (worker/shares.py divides it among the live workers)."""
-        self._bucket.set_ceiling(self.options.tps * max(0.0, min(1.0, fraction)) or 1e-3)
+        """Send at `fraction` of the connector's TPS and hold `floor(binds × fraction)` of its
+        binds, at least one: the connector's other workers hold the rest (worker/shares.py
+        divides them among the live workers). Binds open or retire in the background; the
+        same share again changes nothing, and quick changes converge to the last one."""
+        share = max(0.0, min(1.0, fraction))
+        if share == self._share:
+            return
+        self._share = share
+        self._bucket.set_ceiling(self.options.tps * share or 1e-3)
+        binds = self.options.binds
+        # 1e-9: 3 × (1/3) must count as one bind, not 0.999…
+        if share > 0 and binds * share < 1 - 1e-9:
+            log.warning(
+                "smpp %s: binds = %d cannot be divided among %d workers: each keeps one, "
+                "%d in all, above the connector's limit",
+                self.name,
+                binds,
+                round(1 / share),
+                round(1 / share),
+            )
+        target = max(1, math.floor(binds * share + 1e-9))
+        if target != self._bind_target:
+            self._bind_target = target
+            self._reshaped.set()
 
     def status(self) -> SmppStatus:
         totals: Counter[str] = Counter(self.counters)
-        for session in self._sessions:
+        sessions = [s for slot in (*self._slots, *self._retiring) for s in slot.sessions]
+        for session in sessions:
             totals.update(session.counters)
         return SmppStatus(
             connector=self.name,
             available=self.is_available(),
             tps=self._bucket.rate,
-            binds=tuple(session.status() for session in self._sessions),
+            binds=tuple(session.status() for session in sessions),
             counters=dict(totals),
+            bind_share=self._share,
+            bind_slots=self._bind_target,
         )
+
+    # -- bind slots --------------------------------------------------------------------
+
+    async def _open_slot(self) -> None:
+        modes = (
+            [BindMode.TRANSCEIVER]
+            if self.options.bind_mode == "transceiver"
+            else [BindMode.TRANSMITTER, BindMode.RECEIVER]
+        )
+        # Retirements end before slots open: the lowest number no held slot has is free.
+        held = {slot.number for slot in self._slots}
+        number = min(set(range(1, len(held) + 2)) - held)
+        sessions = tuple(
+            EsmeSession(
+                self._session_config(mode),
+                on_deliver=self._on_deliver,
+                bucket=self._bucket,
+                name=f"{self.name}#{number}-{mode.value}",
+                rng=self._rng,
+            )
+            for mode in modes
+        )
+        slot = _BindSlot(number, sessions)
+        slot.drained.set()
+        self._slots.append(slot)
+        self._slots.sort(key=lambda held: held.number)
+        self._index_sessions()
+        for session in sessions:
+            await session.start()
+
+    async def _retire_slots(self, slots: list[_BindSlot]) -> None:
+        """Take `slots` out of the rotation at once, then unbind each once its sends ended."""
+        for slot in slots:
+            self._slots.remove(slot)
+        self._retiring.extend(slots)
+        self._index_sessions()
+        log.info("smpp %s: retiring %d binds, keeping %d", self.name, len(slots), len(self._slots))
+        await asyncio.gather(*(self._retire(slot) for slot in slots))
+
+    async def _retire(self, slot: _BindSlot) -> None:
+        try:
+            # A started send finishes every part on its bind (no part resent on another);
+            # the session's close then waits for its window and receipts, and unbinds.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(slot.drained.wait(), self.options.close_grace_s)
+            await asyncio.gather(*(session.close() for session in slot.sessions))
+            self.counters["binds_retired"] += 1
+        finally:
+            self._retiring.remove(slot)
+
+    async def _reshape_binds(self) -> None:
+        """Open or retire slots until this worker holds its target; runs until close."""
+        while not self._closing:
+            await self._reshaped.wait()
+            self._reshaped.clear()
+            while not self._closing and len(self._slots) != self._bind_target:
+                try:
+                    if len(self._slots) > self._bind_target:
+                        await self._retire_slots(self._surplus())
+                    else:
+                        await self._open_slot()
+                except Exception:  # a bug must not freeze the bind count; retry shortly
+                    log.exception("smpp %s: changing the bind count failed", self.name)
+                    await asyncio.sleep(1.0)
+
+    def _surplus(self) -> list[_BindSlot]:
+        """The slots to retire: unbound ones first (a bound one can send now), then the last."""
+        ranked = sorted(
+            self._slots,
+            key=lambda slot: (all(s.is_bound() for s in slot.sessions), -slot.number),
+        )
+        return ranked[: len(self._slots) - self._bind_target]
+
+    def _index_sessions(self) -> None:
+        self._sessions = [session for slot in self._slots for session in slot.sessions]
+        self._slot_of = {session: slot for slot in self._slots for session in slot.sessions}
 
     # -- sending -----------------------------------------------------------------------
 

@@ -440,6 +440,9 @@ class EsmeSession:
                 self.counters["unbind_sent"] += 1
             except (SubmitError, PduError) as exc:
                 log.info("smpp %s: unbind not acknowledged: %s", self.name, exc)
+            # A deliver_sm that crossed our unbind is stored and answered before the link
+            # goes; one left unanswered is redelivered by the SMSC to another receiver.
+            await self._drain(deadline)
             self._drop_connection()
         if self._supervisor is not None:
             try:

@@ -4,6 +4,10 @@ It checks bind credentials, answers submit_sm with ids (or throttling, a chosen 
 generic_nack or silence), sends delivery receipts with TLVs and Appendix B text after a
 delay (optionally before the submit_sm_resp), answers enquire_link and unbind, and keeps
 every PDU it received so tests can assert on them. Change `behaviour` at any time.
+
+As SMSCs do, a receipt whose transceiver is gone goes to another bind of the account that
+receives, and a deliver_sm left unanswered when its connection ends is delivered again on
+another (or on the next bind).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from switchboard.channels.smpp.pdu import (
     BindResp,
     BindTransceiver,
     BindTransceiverResp,
+    BindTransmitter,
     BindTransmitterResp,
     CommandStatus,
     DeliverSm,
@@ -71,6 +76,8 @@ class SimulatorBehaviour:
     silent: bool = False  # never answer submit_sm
     answer_enquire_link: bool = True
     response_delay_s: float = 0.0
+    unbind_resp_delay_s: float = 0.0  # keeps reading (and delivering) meanwhile
+    max_binds: int | None = None  # the account's bind limit: binds beyond it get ESME_RALYBND
 
 
 @dataclass(slots=True, eq=False)
@@ -79,6 +86,8 @@ class _Connection:
     writer: asyncio.StreamWriter
     bind: Bind | None = None
     sequence: int = 0
+    unanswered: dict[int, DeliverSm] = field(default_factory=dict)  # by sequence number
+    unbinding: bool = False  # its unbind is not answered yet (unbind_resp_delay_s)
 
     def next_sequence(self) -> int:
         self.sequence = self.sequence % 0x7FFFFFFF + 1
@@ -115,7 +124,12 @@ class SmscSimulator:
         self.accepted: list[Accepted] = []
         self.binds: list[Bind] = []
         self.deliver_responses: list[DeliverSmResp] = []
+        self.binds_refused = 0  # beyond max_binds
+        self.refuse_binds = 0  # refuse the next n binds with ESME_RBINDFAIL (an SMSC's hiccup)
+        self.redelivered = 0  # deliver_sm sent again after their connection ended unanswered
+        self._held: list[tuple[str, DeliverSm]] = []  # (system_id, pdu) while nothing receives
         self.unbinds = 0
+        self._stopping = False
         self.malformed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -134,6 +148,7 @@ class SmscSimulator:
         self._server = await asyncio.start_server(self._serve, self.host, self._requested_port)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         self.drop_connections()
@@ -161,10 +176,13 @@ class SmscSimulator:
 
     # -- scripted traffic ----------------------------------------------------------------
 
-    async def deliver(self, pdu: DeliverSm) -> bool:
-        """Send a deliver_sm (MO or receipt) to a bind that receives; False if none is bound."""
+    async def deliver(self, pdu: DeliverSm, *, unbinding: bool = False) -> bool:
+        """Send a deliver_sm (MO or receipt) to a bind that receives (`unbinding`: one whose
+        unbind is still unanswered, so that it crosses the unbind); False if there is none."""
         for connection in list(self._connections):
-            if isinstance(connection.bind, BindTransceiver | BindReceiver):
+            if isinstance(connection.bind, BindTransceiver | BindReceiver) and (
+                connection.unbinding or not unbinding
+            ):
                 await self._send(connection, pdu)
                 return True
         return False
@@ -217,6 +235,36 @@ class SmscSimulator:
         finally:
             self._connections.discard(connection)
             writer.close()
+            self._redeliver(connection)
+
+    def _redeliver(self, gone: _Connection) -> None:
+        if gone.bind is None or not gone.unanswered or self._stopping:
+            return
+        pending, gone.unanswered = list(gone.unanswered.values()), {}
+        self.redelivered += len(pending)
+        self._held.extend((gone.bind.system_id, pdu) for pdu in pending)
+        self._spawn(self._release_held())
+
+    async def _release_held(self) -> None:
+        """Send held deliver_sm to a bind of their account that receives, if one is bound."""
+        held, self._held = self._held, []
+        for system_id, pdu in held:
+            receiver = self._receiving_bind(system_id)
+            if receiver is None:
+                self._held.append((system_id, pdu))
+            else:
+                await self._send(receiver, pdu)
+
+    def _receiving_bind(self, system_id: str) -> _Connection | None:
+        for other in self._connections:
+            if (
+                isinstance(other.bind, BindReceiver | BindTransceiver)
+                and other.bind.system_id == system_id
+                and not other.unbinding
+                and not other.writer.is_closing()
+            ):
+                return other
+        return None
 
     async def _handle(self, connection: _Connection, pdu: Pdu) -> bool:
         """Answer one PDU; False ends the connection."""
@@ -228,6 +276,10 @@ class SmscSimulator:
                 await self._send(connection, EnquireLinkResp(sequence_number=pdu.sequence_number))
         elif isinstance(pdu, Unbind):
             self.unbinds += 1
+            if behaviour.unbind_resp_delay_s:
+                connection.unbinding = True
+                self._spawn(self._answer_unbind_later(connection, pdu))
+                return True
             await self._send(connection, UnbindResp(sequence_number=pdu.sequence_number))
             return False
         elif isinstance(pdu, SubmitSm):
@@ -235,6 +287,7 @@ class SmscSimulator:
             self._spawn(self._submit(connection, pdu))
         elif isinstance(pdu, DeliverSmResp):
             self.deliver_responses.append(pdu)
+            connection.unanswered.pop(pdu.sequence_number, None)
         elif isinstance(pdu, UnbindResp):
             return False
         elif not pdu.is_response and not isinstance(pdu, GenericNack):
@@ -246,6 +299,11 @@ class SmscSimulator:
                 ),
             )
         return True
+
+    async def _answer_unbind_later(self, connection: _Connection, pdu: Unbind) -> None:
+        await asyncio.sleep(self.behaviour.unbind_resp_delay_s)
+        await self._send(connection, UnbindResp(sequence_number=pdu.sequence_number))
+        connection.writer.close()  # _serve then ends, and redelivers what was left unanswered
 
     async def _bind(self, connection: _Connection, pdu: Bind) -> bool:
         self.binds.append(pdu)
@@ -261,6 +319,12 @@ class SmscSimulator:
             status: int = CommandStatus.ESME_RALYBND
         elif pdu.system_id != behaviour.system_id or pdu.password != behaviour.password:
             status = behaviour.bind_refusal_status
+        elif self.refuse_binds > 0:
+            self.refuse_binds -= 1
+            status = CommandStatus.ESME_RBINDFAIL
+        elif behaviour.max_binds is not None and self.bound_count >= behaviour.max_binds:
+            status = CommandStatus.ESME_RALYBND
+            self.binds_refused += 1
         else:
             status = CommandStatus.ESME_ROK
         await self._send(
@@ -271,6 +335,8 @@ class SmscSimulator:
         )
         if status == CommandStatus.ESME_ROK:
             connection.bind = pdu
+            if self._held and not isinstance(pdu, BindTransmitter):
+                self._spawn(self._release_held())
             return True
         return connection.bind is not None  # a refused first bind ends the connection
 
@@ -316,14 +382,12 @@ class SmscSimulator:
             await self._send(self._receiver_for(connection), self._receipt(pdu, number))
 
     def _receiver_for(self, connection: _Connection) -> _Connection:
-        """Receipts go back on a transceiver, else on a receiver bind of the same account."""
-        if isinstance(connection.bind, BindTransceiver) or connection.bind is None:
+        """Receipts go back on the transceiver while it is bound, else on a bind of the same
+        account that receives (the submitting one when there is none)."""
+        bind = connection.bind
+        if bind is None or (isinstance(bind, BindTransceiver) and connection in self._connections):
             return connection
-        system_id = connection.bind.system_id
-        for other in self._connections:
-            if isinstance(other.bind, BindReceiver) and other.bind.system_id == system_id:
-                return other
-        return connection
+        return self._receiving_bind(bind.system_id) or connection
 
     def _receipt(self, submit: SubmitSm, number: int) -> DeliverSm:
         behaviour = self.behaviour
@@ -360,6 +424,8 @@ class SmscSimulator:
             pdu = replace(pdu, sequence_number=connection.next_sequence())
         if connection.writer.is_closing():
             return
+        if isinstance(pdu, DeliverSm):
+            connection.unanswered[pdu.sequence_number] = pdu
         connection.writer.write(encode(pdu))
         with contextlib.suppress(ConnectionError):
             await connection.writer.drain()
