@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from tests.e2e.conftest import PASSWORD, eventually
+from tests.e2e.test_messagenow import workbook
 
 from switchboard.api.app import create_app
 from switchboard.bootstrap import Container
@@ -319,3 +321,34 @@ async def test_a_session_ends_when_it_expires(
     assert (await web.get("/console/")).status_code == 200
     clock.advance(container.settings.console.session_ttl_s + 1)
     assert (await web.get("/console/")).status_code == 303
+
+
+async def test_an_upload_with_a_campaign_id_already_taken_is_refused_as_a_duplicate(
+    web: httpx.AsyncClient, customer: str, container: Container
+) -> None:
+    chosen = str(uuid.uuid4())
+    first = await container.messaging.send(
+        await container.accounts.get(customer),
+        MessageRequest(
+            flow_type="SMS", message="hi", sender_id="ACME", phone_numbers="91 9999999997",
+            campaign_id=chosen,
+        ),
+    )  # fmt: skip
+    assert first.campaign_id == chosen
+    await _login(web, "dev@example.com")
+    token = await _token(web, "/console/send")
+
+    again = await web.post(
+        "/console/campaigns",
+        data={"csrf_token": token, "campaignId": chosen, "senderId": "ACME",
+              "message": "hello ##var1##", "messageType": "TRANSACTIONAL"},
+        files={"file": ("list.xlsx", workbook([["91", "9999999996", "Ann"]]))},
+        headers=SAME,
+    )  # fmt: skip
+
+    assert again.status_code == 409, again.text
+    assert again.json() == {"error": f"campaignId {chosen} is already taken: choose a new one"}
+    record, counts = await container.messaging.campaign(
+        await container.accounts.get(customer), chosen
+    )
+    assert (record.total, sum(counts.values())) == (1, 1)  # the first campaign, untouched
