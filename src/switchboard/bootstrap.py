@@ -827,6 +827,7 @@ def build_console(container: Container) -> ConsoleServices:
             container.clock,
             key=container.secrets.otp_pepper,
             ttl=timedelta(seconds=settings.console.session_ttl_s),
+            vault=container.vault,
         ),
         operators=operators,
         outbox=container.outbox,

@@ -92,6 +92,22 @@ def render(
     )
 
 
+async def page(
+    request: Request, name: str, who: Principal, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """`render`, with the one-time values a POST left in the session (shown once)."""
+    flash = await services_of(request).sessions.take_flash(who)
+    return render(request, name, who, status_code, **{**context, **flash})
+
+
+async def see_other(request: Request, who: Principal, target: str, **flash: str) -> Response:
+    """A POST's answer: 303 to the GET page `target`, which shows `flash` once. The values
+    travel in the session, never in the URL (a new secret would reach logs and history)."""
+    if flash:
+        await services_of(request).sessions.set_flash(who, flash)
+    return RedirectResponse(target, status_code=303)
+
+
 def _secure(request: Request, services: ConsoleServices) -> bool:
     mode = services.settings.secure_cookie
     if mode != "auto":

@@ -1,4 +1,4 @@
-"""clevertap_messages: one record per (account, mid) and its message; accounts: lower(email) index
+"""clevertap_messages: one record per (account, mid); accounts: lower(email); console flash
 
 Revision ID: 0017
 Revises: 0015
@@ -29,6 +29,8 @@ def upgrade() -> None:
         "uq_clevertap_messages_mid", "clevertap_messages", ["account_id", "mid_digest"], unique=True
     )
     op.create_index("ix_accounts_email_lower", "accounts", [sa.text("lower(email)")])
+    with op.batch_alter_table("console_sessions") as table:
+        table.add_column(sa.Column("flash", sa.Text(), nullable=True))
 
 
 def _fill_digests() -> None:
@@ -60,6 +62,8 @@ def _fill_digests() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("console_sessions") as table:
+        table.drop_column("flash")
     op.drop_index("ix_accounts_email_lower", table_name="accounts")
     op.drop_index("uq_clevertap_messages_mid", table_name="clevertap_messages")
     with op.batch_alter_table("clevertap_messages") as table:
