@@ -9,18 +9,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from switchboard.api.envelope import http_status
 from switchboard.console.sessions import Principal
+from switchboard.console.store import SessionKind
 from switchboard.console.web import (
-    check_origin,
     checked_form,
-    clear_session_cookie,
+    log_in,
+    log_out,
     operator,
     page,
     render,
     see_other,
     services_of,
-    set_session_cookie,
 )
 from switchboard.errors import NotFoundError, SwitchboardError
 
@@ -37,29 +36,14 @@ async def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    check_origin(request)
-    form = await request.form()
-    email, password = str(form.get("email") or ""), str(form.get("password") or "")
-    try:
-        value = await services_of(request).sessions.login_operator(email, password)
-    except SwitchboardError as exc:
-        return render(
-            request, "login.html", None, status_code=http_status(exc.code, "mapped"),
-            action="/console/admin/login", title="Operator sign in", error=exc.message,
-            email=email,
-        )  # fmt: skip
-    response = RedirectResponse("/console/admin/", status_code=303)
-    set_session_cookie(request, response, value)
-    return response
+    return await log_in(
+        request, SessionKind.OPERATOR, action="/console/admin/login", title="Operator sign in"
+    )
 
 
 @router.post("/logout")
 async def logout(request: Request, who: Operator) -> Response:
-    await checked_form(request, who)
-    await services_of(request).sessions.logout(who)
-    response = RedirectResponse("/console/admin/login", status_code=303)
-    clear_session_cookie(response)
-    return response
+    return await log_out(request, who)
 
 
 async def _overview(request: Request, who: Principal, **extra: Any) -> Response:

@@ -20,17 +20,18 @@ from fastapi.responses import (
 from switchboard.api.envelope import http_status
 from switchboard.console.charts import daily_chart
 from switchboard.console.sessions import Principal
+from switchboard.console.store import SessionKind
 from switchboard.console.web import (
     CsrfRefused,
-    check_origin,
     checked_form,
     clear_session_cookie,
     customer,
+    log_in,
+    log_out,
     page,
     render,
     see_other,
     services_of,
-    set_session_cookie,
 )
 from switchboard.domain.accounts import Account
 from switchboard.errors import NotFoundError, SwitchboardError, VerificationNotFoundError
@@ -76,28 +77,12 @@ async def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    check_origin(request)
-    form = await request.form()
-    email, password = str(form.get("email") or ""), str(form.get("password") or "")
-    try:
-        value = await services_of(request).sessions.login_customer(email, password)
-    except SwitchboardError as exc:
-        return render(
-            request, "login.html", None, status_code=_status(exc),
-            action="/console/login", title="Sign in", error=exc.message, email=email,
-        )  # fmt: skip
-    response = RedirectResponse("/console/", status_code=303)
-    set_session_cookie(request, response, value)
-    return response
+    return await log_in(request, SessionKind.CUSTOMER, action="/console/login", title="Sign in")
 
 
 @router.post("/logout")
 async def logout(request: Request, who: Customer) -> Response:
-    await checked_form(request, who)
-    await services_of(request).sessions.logout(who)
-    response = RedirectResponse("/console/login", status_code=303)
-    clear_session_cookie(response)
-    return response
+    return await log_out(request, who)
 
 
 # -- home: customer id, credentials, integration keys, password ------------------------------

@@ -12,9 +12,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from switchboard.api.envelope import http_status
 from switchboard.console.services import ConsoleServices
 from switchboard.console.sessions import Principal
 from switchboard.console.store import SessionKind
+from switchboard.errors import SwitchboardError
 
 COOKIE = "sb_console"
 _HERE = Path(__file__).parent
@@ -106,6 +108,39 @@ async def see_other(request: Request, who: Principal, target: str, **flash: str)
     if flash:
         await services_of(request).sessions.set_flash(who, flash)
     return RedirectResponse(target, status_code=303)
+
+
+async def log_in(request: Request, kind: SessionKind, *, action: str, title: str) -> Response:
+    """The sign-in form's POST for `kind`: a session cookie and 303 to its home, or the form
+    again with the refusal (no session, the status the error maps to)."""
+    check_origin(request)
+    form = await request.form()
+    email, password = str(form.get("email") or ""), str(form.get("password") or "")
+    sessions = services_of(request).sessions
+    try:
+        if kind is SessionKind.OPERATOR:
+            value = await sessions.login_operator(email, password)
+        else:
+            value = await sessions.login_customer(email, password)
+    except SwitchboardError as exc:
+        return render(
+            request, "login.html", None, status_code=http_status(exc.code, "mapped"),
+            action=action, title=title, error=exc.message, email=email,
+        )  # fmt: skip
+    home = "/console/admin/" if kind is SessionKind.OPERATOR else "/console/"
+    response = RedirectResponse(home, status_code=303)
+    set_session_cookie(request, response, value)
+    return response
+
+
+async def log_out(request: Request, who: Principal) -> Response:
+    await checked_form(request, who)
+    await services_of(request).sessions.logout(who)
+    kind = who.session.kind
+    login = "/console/admin/login" if kind is SessionKind.OPERATOR else "/console/login"
+    response = RedirectResponse(login, status_code=303)
+    clear_session_cookie(response)
+    return response
 
 
 def _secure(request: Request, services: ConsoleServices) -> bool:
