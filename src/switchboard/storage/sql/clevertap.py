@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from switchboard.integrations.clevertap.store import (
     QueuedMessage,
     SentRecord,
 )
-from switchboard.storage.sql.engines import Database, after_commit, before_commit
+from switchboard.storage.sql.engines import Database, after_commit
 from switchboard.storage.sql.queue import StatusListener
 from switchboard.storage.sql.tables import (
     clevertap_messages,
@@ -41,6 +40,7 @@ from switchboard.storage.sql.tables import (
     messages,
     webhook_deliveries,
 )
+from switchboard.storage.sql.transaction_buffer import TransactionBuffer
 
 cm = clevertap_messages.c
 cs = clevertap_settings.c
@@ -314,9 +314,7 @@ class SqlCleverTapReports(StatusListener):
 
     def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
         self._wake = wake
-        self._finals: weakref.WeakKeyDictionary[AsyncConnection, list[_Final]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._finals = TransactionBuffer(self._write_reports)
 
     async def on_status(
         self,
@@ -329,18 +327,15 @@ class SqlCleverTapReports(StatusListener):
         ref = message.client_ref
         if ref is None or not ref.startswith(CLIENT_REF_PREFIX) or not status.is_final:
             return
-        self._finals.setdefault(connection, []).append(
+        await self._finals.add(
+            connection,
             _Final(
                 ref.removeprefix(CLIENT_REF_PREFIX), message.id, message.account_id, status,
                 error_code or message.error_code, now,
-            )
+            ),
         )  # fmt: skip
-        await before_commit(connection, self._write_reports)
 
-    async def _write_reports(self, connection: AsyncConnection) -> None:
-        finals = self._finals.pop(connection, [])
-        if not finals:
-            return
+    async def _write_reports(self, connection: AsyncConnection, finals: list[_Final]) -> None:
         targets = {
             row.ref: row
             for row in await connection.execute(
