@@ -135,7 +135,7 @@ def test_the_clevertap_mid_digest_is_filled_for_the_first_record_of_each_mid(
         migrate.upgrade(database_url)
     try:
         with engine.connect() as connection:
-            digests = dict(
+            digests: dict[str, str | None] = dict(
                 connection.execute(sa.text("SELECT ref, mid_digest FROM clevertap_messages")).all()
             )
     finally:
