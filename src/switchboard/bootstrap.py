@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
@@ -25,7 +24,12 @@ from switchboard.automations.runner import AutomationRunner
 from switchboard.automations.service import AutomationService
 from switchboard.callbacks.sender import WebhookSender
 from switchboard.callbacks.ssrf import AddressPolicy
-from switchboard.channels.base import ChannelDriver, DeliveryReport, InboundMessage
+from switchboard.channels.base import (
+    ChannelDriver,
+    DeliveryReport,
+    InboundMessage,
+    connector_views,
+)
 from switchboard.channels.sandbox import SandboxDriver, SandboxOptions
 from switchboard.clock import Clock, SystemClock
 from switchboard.config import ConnectorSettings, Settings, ShopifySettings
@@ -794,22 +798,6 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     return container
 
 
-def connector_views(drivers: dict[str, ChannelDriver]) -> list[dict[str, Any]]:
-    """Each connector's channels, availability and, where the driver has one, its status."""
-    views = []
-    for name, driver in drivers.items():
-        view: dict[str, Any] = {
-            "name": name,
-            "channels": sorted(c.value for c in driver.channels),
-            "available": driver.is_available(),
-        }
-        status = getattr(driver, "status", None)
-        if callable(status):
-            view["detail"] = dataclasses.asdict(status())
-        views.append(view)
-    return views
-
-
 def build_console(container: Container) -> ConsoleServices:
     """The console's view of the services (console/services.py) and its own stores."""
     store = SqlConsoleStore(container.database)
@@ -833,6 +821,7 @@ def build_console(container: Container) -> ConsoleServices:
             container.clock,
             key=container.secrets.otp_pepper,
             ttl=timedelta(seconds=settings.console.session_ttl_s),
+            vault=container.vault,
         ),
         operators=operators,
         outbox=container.outbox,

@@ -231,6 +231,9 @@ class PipedriveSettings(_Section):
     # the API is called on each company's `api_domain`; this is only the fallback when a token
     # response lacks one
     api_base_url: str = "https://api.pipedrive.com"
+    # a company's `api_domain` must be https://<name>.pipedrive.com; this also lets a loopback
+    # URL through (http://127.0.0.1:<port>: the test peer), never for production
+    allow_loopback_api: bool = False
     # where Pipedrive reaches this server, e.g. https://sms.example.com (the OAuth redirect_uri
     # is this + /integrations/pipedrive/callback)
     public_url: str = "http://127.0.0.1:8080"

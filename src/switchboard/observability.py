@@ -21,10 +21,22 @@ SECRET_NAMES = frozenset(
         "link",  # a Shopify install link (a credential)
     }
 )  # fmt: skip
+# Redacted in query strings only: what callers put in URLs (Shopify signs its redirects with
+# `hmac` over `host`, `session` and the rest; OIDC hands back `id_token`), while a structured
+# field named `host` or `session` is ours and says where something went.
+QUERY_SECRET_NAMES = SECRET_NAMES | {"hmac", "signature", "host", "session", "id_token"}
+# any name containing one of these is a secret too (client_secret, x_password, …)
+SECRET_PARTS = ("secret", "password")
 REDACTED = "***"
 _INLINE = re.compile(
-    r"(?i)\b(key|code|otp|password|authtoken|token|message|state|client_assertion)=([^&\s]+)"
+    r"(?i)\b(key|code|otp|password|authtoken|token|message|state|client_assertion|hmac"
+    r"|signature|id_token|\w*secret\w*|\w*password\w*)=([^&\s]+)"
 )
+
+
+def is_secret_name(name: str, names: frozenset[str] = SECRET_NAMES) -> bool:
+    lowered = name.lower()
+    return lowered in names or any(part in lowered for part in SECRET_PARTS)
 
 
 def redact_query(query: str) -> str:
@@ -33,7 +45,10 @@ def redact_query(query: str) -> str:
         return query
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode(
-        [(name, REDACTED if name.lower() in SECRET_NAMES else value) for name, value in pairs],
+        [
+            (name, REDACTED if is_secret_name(name, QUERY_SECRET_NAMES) else value)
+            for name, value in pairs
+        ],
         safe="*",
     )
 
@@ -45,7 +60,7 @@ def redact_text(text: str) -> str:
 
 def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     for field in list(event):
-        if field.lower() in SECRET_NAMES:
+        if is_secret_name(field):
             event[field] = REDACTED
         elif isinstance(event[field], str) and field != "event":
             event[field] = redact_text(event[field])

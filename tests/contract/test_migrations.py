@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from switchboard.storage.sql import migrate
 from switchboard.storage.sql.engines import sync_engine
-from switchboard.storage.sql.tables import metadata
+from switchboard.storage.sql.tables import accounts, metadata
 
 
+# Neither reflection nor autogenerate compares an expression index: test_the_login_lookup_…
+# checks that one.
+@pytest.mark.filterwarnings("ignore:.*expression-based index ix_accounts_email_lower")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping .*index .ix_accounts_email_lower.")
 def test_migrations_match_the_table_definitions(database_url: str) -> None:
     migrate.upgrade(database_url)
     assert migrate.is_current(database_url)
@@ -81,3 +88,82 @@ def test_the_daily_quota_counter_starts_from_todays_sends(database_url: str) -> 
     finally:
         engine.dispose()
     assert [tuple(row) for row in rows] == [("acme", now.strftime("%Y-%m-%d"), 0, 2)]
+
+
+def test_the_clevertap_mid_digest_is_filled_for_the_first_record_of_each_mid(
+    database_url: str,
+) -> None:
+    """0017 makes (account, mid) unique: the rows already there get the digest of their mid,
+    but only the oldest of each (account, mid) — its copies, resends sent before, keep NULL."""
+    config = migrate.alembic_config(database_url)
+    before = ScriptDirectory.from_config(config).get_revision("0017").down_revision
+    assert isinstance(before, str)
+    migrate.upgrade(database_url, before)
+    command.downgrade(config, before)
+    sqlite = database_url.startswith("sqlite")
+    now = datetime.now(UTC)
+
+    def at(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=None) if sqlite else moment
+
+    engine = sync_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            for account in ("acme", "zeta"):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO accounts (id, email, name, password_hash, enabled,"
+                        " token_version, failed_logins, consecutive_failures, settings,"
+                        " created_at, updated_at) VALUES (:id, :email, 'A', 'x', true, 1, 0, 0,"
+                        " '{}', :t, :t)"
+                    ),
+                    {"id": account, "email": f"{account}@example.com", "t": at(now)},
+                )
+            for ref, account, mid, seconds in [
+                ("r1", "acme", "m-1", 0), ("r2", "acme", "m-1", 5), ("r3", "acme", "m-2", 1),
+                ("r4", "zeta", "m-1", 9),
+            ]:  # fmt: skip
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO clevertap_messages (ref, account_id, mid, destination,"
+                        " created_at) VALUES (:ref, :account, :mid, '919876543210', :t)"
+                    ),
+                    {"ref": ref, "account": account, "mid": mid,
+                     "t": at(now + timedelta(seconds=seconds))},
+                )  # fmt: skip
+    finally:
+        migrate.upgrade(database_url)
+    try:
+        with engine.connect() as connection:
+            digests: dict[str, str | None] = dict(
+                connection.execute(sa.text("SELECT ref, mid_digest FROM clevertap_messages")).all()
+            )
+    finally:
+        engine.dispose()
+    sha = {mid: hashlib.sha256(mid.encode()).hexdigest() for mid in ("m-1", "m-2")}
+    assert digests == {"r1": sha["m-1"], "r2": None, "r3": sha["m-2"], "r4": sha["m-1"]}
+
+
+def test_the_login_lookup_by_email_uses_an_index(database_url: str) -> None:
+    """The console login finds the account by lower(email): an index, not a scan of accounts."""
+    migrate.upgrade(database_url)
+    lookup = (
+        sa.select(accounts.c.id)
+        .where(sa.func.lower(accounts.c.email) == "dev@example.com")
+        .order_by(accounts.c.created_at)
+        .limit(1)
+    )
+    engine = sync_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            compiled = str(
+                lookup.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+            )
+            if connection.dialect.name == "sqlite":
+                plan = connection.execute(sa.text("EXPLAIN QUERY PLAN " + compiled)).all()
+            else:  # an empty table: the planner would scan it, unless scans cost too much
+                connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+                plan = connection.execute(sa.text("EXPLAIN " + compiled)).all()
+    finally:
+        engine.dispose()
+    assert "ix_accounts_email_lower" in " ".join(str(part) for row in plan for part in row)

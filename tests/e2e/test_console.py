@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from tests.e2e.conftest import PASSWORD, eventually
+from tests.e2e.test_messagenow import workbook
 
 from switchboard.api.app import create_app
 from switchboard.bootstrap import Container
 from switchboard.clock import FrozenClock
 from switchboard.services.messaging import MessageRequest
 from switchboard.services.verification import SendRequest
+from switchboard.storage.sql.tables import console_sessions
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
@@ -104,9 +108,11 @@ async def test_a_same_origin_post_without_the_token_is_refused(
     created = await web.post(
         "/console/keys", data={"name": "CRM", "csrf_token": token}, headers=SAME
     )
-    assert created.status_code == 200
-    plain = re.search(r'<code id="new-key">(sbk_[^<]+)</code>', created.text)
+    assert (created.status_code, created.headers["location"]) == (303, "/console/")
+    shown = await web.get("/console/")
+    plain = re.search(r'<code id="new-key">(sbk_[^<]+)</code>', shown.text)
     assert plain, "the new key is shown once"
+    assert "sbk_" not in created.headers["location"]
     assert plain.group(1) not in (await web.get("/console/")).text
 
 
@@ -235,8 +241,10 @@ async def test_an_operator_tops_up_a_customer(
     topped = await web.post(
         f"/console/admin/customers/{customer}/topup",
         data={"csrf_token": token, "amount": "25.50", "reference": "invoice 7"}, headers=SAME,
+        follow_redirects=True,
     )  # fmt: skip
     assert topped.status_code == 200, topped.text
+    assert "Done: topup." in topped.text
     balance = await container.billing.balance(customer)
     assert balance.wallet.balance == container.billing.currency.to_minor("25.50")
     # a customer session is not an operator session
@@ -276,7 +284,7 @@ async def test_sender_ids_and_dlt_templates_land_in_the_settings_the_sends_read(
     token = await _token(web, "/console/senders")
     bad = await web.post(
         "/console/senders", data={"csrf_token": token, "countryCode": "91", "senderId": "<b>x"},
-        headers=SAME,
+        headers=SAME, follow_redirects=True,
     )  # fmt: skip
     assert "sender id is up to 11" in bad.text
     await web.post(
@@ -319,3 +327,91 @@ async def test_a_session_ends_when_it_expires(
     assert (await web.get("/console/")).status_code == 200
     clock.advance(container.settings.console.session_ttl_s + 1)
     assert (await web.get("/console/")).status_code == 303
+
+
+async def test_an_upload_with_a_campaign_id_already_taken_is_refused_as_a_duplicate(
+    web: httpx.AsyncClient, customer: str, container: Container
+) -> None:
+    chosen = str(uuid.uuid4())
+    first = await container.messaging.send(
+        await container.accounts.get(customer),
+        MessageRequest(
+            flow_type="SMS", message="hi", sender_id="ACME", phone_numbers="91 9999999997",
+            campaign_id=chosen,
+        ),
+    )  # fmt: skip
+    assert first.campaign_id == chosen
+    await _login(web, "dev@example.com")
+    token = await _token(web, "/console/send")
+
+    again = await web.post(
+        "/console/campaigns",
+        data={"csrf_token": token, "campaignId": chosen, "senderId": "ACME",
+              "message": "hello ##var1##", "messageType": "TRANSACTIONAL"},
+        files={"file": ("list.xlsx", workbook([["91", "9999999996", "Ann"]]))},
+        headers=SAME,
+    )  # fmt: skip
+
+    assert again.status_code == 409, again.text
+    assert again.json() == {"error": f"campaignId {chosen} is already taken: choose a new one"}
+    record, counts = await container.messaging.campaign(
+        await container.accounts.get(customer), chosen
+    )
+    assert (record.total, sum(counts.values())) == (1, 1)  # the first campaign, untouched
+
+
+async def test_rotating_the_callback_secret_redirects_and_shows_the_new_secret_once(
+    web: httpx.AsyncClient, customer: str, container: Container
+) -> None:
+    await _login(web, "dev@example.com")
+    token = await _token(web, "/console/callbacks")
+
+    rotated = await web.post("/console/callbacks/rotate", data={"csrf_token": token}, headers=SAME)
+
+    assert (rotated.status_code, rotated.headers["location"]) == (303, "/console/callbacks")
+    assert "whsec_" not in rotated.text
+    shown = await web.get("/console/callbacks")
+    secret = re.search(r'<code id="secret">(whsec_[^<]+)</code>', shown.text)
+    assert secret, shown.text
+    assert "whsec_" not in rotated.headers["location"]
+    again = await web.get("/console/callbacks")
+    assert secret.group(1) not in again.text
+    # the flash is sealed in the session row, not kept readable
+    async with container.database.read() as connection:
+        stored = await connection.scalars(sa.select(console_sessions.c.flash))
+        assert all(value is None for value in stored)
+    unsigned = await web.post("/console/callbacks/rotate", data={}, headers=SAME)
+    assert unsigned.status_code == 403
+
+
+async def test_the_flash_is_sealed_while_it_waits_for_its_page(
+    web: httpx.AsyncClient, customer: str, container: Container
+) -> None:
+    await _login(web, "dev@example.com")
+    token = await _token(web, "/console/callbacks")
+    await web.post("/console/callbacks/rotate", data={"csrf_token": token}, headers=SAME)
+    async with container.database.read() as connection:
+        [flash] = [v for v in await connection.scalars(sa.select(console_sessions.c.flash)) if v]
+    assert "whsec_" not in flash
+    other = httpx.AsyncClient(transport=web._transport, base_url="http://127.0.0.1:8080")
+    async with other:  # another session of the same customer does not get it
+        await _login(other, "dev@example.com")
+        assert "whsec_" not in (await other.get("/console/callbacks")).text
+    assert "whsec_" in (await web.get("/console/callbacks")).text
+
+
+async def test_replaying_a_delivery_redirects_with_a_notice(
+    web: httpx.AsyncClient, customer: str
+) -> None:
+    await _login(web, "dev@example.com")
+    token = await _token(web, "/console/callbacks")
+
+    replayed = await web.post(
+        "/console/callbacks/deliveries/no-such-delivery/replay",
+        data={"csrf_token": token}, headers=SAME,
+    )  # fmt: skip
+
+    assert (replayed.status_code, replayed.headers["location"]) == (303, "/console/callbacks")
+    shown = await web.get("/console/callbacks")
+    assert 'role="alert"' in shown.text  # the refusal, carried over the redirect
+    assert 'role="alert"' not in (await web.get("/console/callbacks")).text

@@ -29,6 +29,7 @@ async def test_a_customer_turns_an_automation_off_and_edits_its_text(
         f"/console/automations/{rule.id}",
         data={"csrf_token": token, "template": "Thanks for {{order.name}}!"},
         headers=SAME,
+        follow_redirects=True,
     )
     assert saved.status_code == 200
     assert "is off" in saved.text
@@ -37,7 +38,10 @@ async def test_a_customer_turns_an_automation_off_and_edits_its_text(
 
     # another customer's rule answers as unknown, and stays as it was
     refused = await web.post(
-        f"/console/automations/{foreign.id}", data={"csrf_token": token}, headers=SAME
+        f"/console/automations/{foreign.id}",
+        data={"csrf_token": token},
+        headers=SAME,
+        follow_redirects=True,
     )
     assert "no automation" in refused.text
     assert (await container.automations.get(other.id, foreign.id)).enabled
@@ -52,6 +56,7 @@ async def test_clevertap_settings_are_saved_and_a_private_callback_refused(
         "/console/clevertap",
         data={"csrf_token": token, "defaultCountryCode": "44", "replyNumbers": "+447911123456"},
         headers=SAME,
+        follow_redirects=True,
     )
     assert "settings saved" in saved.text
     current = await container.clevertap.settings(customer)
@@ -61,6 +66,7 @@ async def test_clevertap_settings_are_saved_and_a_private_callback_refused(
         "/console/clevertap",
         data={"csrf_token": token, "callbackUrl": "http://10.0.0.7/hook"},
         headers=SAME,
+        follow_redirects=True,
     )
     assert 'role="alert"' in refused.text
     assert (await container.clevertap.settings(customer)).callback_url is None
@@ -77,6 +83,7 @@ async def test_the_fraud_page_lists_nothing_for_a_new_customer_and_keeps_its_saf
         "/console/fraud/safe-list",
         data={"csrf_token": token, "entries": "+919876543210 +44770090"},
         headers=SAME,
+        follow_redirects=True,
     )
     assert "2 entries" in saved.text
     assert sorted(await container.fraud.safe_list(customer)) == ["+44770090", "+919876543210"]

@@ -8,11 +8,12 @@ afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from switchboard.domain.messages import Channel, MessageType
 
@@ -143,3 +144,20 @@ class RevocableDriver(Protocol):
         """True: withdrawn before delivery. False: already delivered or unknown to the
         provider. Raises SendError when the provider could not be asked."""
         ...
+
+
+def connector_views(drivers: Mapping[str, ChannelDriver]) -> list[dict[str, Any]]:
+    """Each connector's channels, availability and, where the driver has one, its status
+    (for /status, the metrics and the console)."""
+    views = []
+    for name, driver in drivers.items():
+        view: dict[str, Any] = {
+            "name": name,
+            "channels": sorted(c.value for c in driver.channels),
+            "available": driver.is_available(),
+        }
+        status = getattr(driver, "status", None)
+        if callable(status):
+            view["detail"] = dataclasses.asdict(status())
+        views.append(view)
+    return views

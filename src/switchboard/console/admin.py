@@ -4,20 +4,22 @@ and binds, queue depth, dead-lettered callbacks."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from switchboard.api.envelope import http_status
 from switchboard.console.sessions import Principal
+from switchboard.console.store import SessionKind
 from switchboard.console.web import (
-    check_origin,
     checked_form,
-    clear_session_cookie,
+    log_in,
+    log_out,
     operator,
+    page,
     render,
+    see_other,
     services_of,
-    set_session_cookie,
 )
 from switchboard.errors import NotFoundError, SwitchboardError
 
@@ -34,34 +36,19 @@ async def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    check_origin(request)
-    form = await request.form()
-    email, password = str(form.get("email") or ""), str(form.get("password") or "")
-    try:
-        value = await services_of(request).sessions.login_operator(email, password)
-    except SwitchboardError as exc:
-        return render(
-            request, "login.html", None, status_code=http_status(exc.code, "mapped"),
-            action="/console/admin/login", title="Operator sign in", error=exc.message,
-            email=email,
-        )  # fmt: skip
-    response = RedirectResponse("/console/admin/", status_code=303)
-    set_session_cookie(request, response, value)
-    return response
+    return await log_in(
+        request, SessionKind.OPERATOR, action="/console/admin/login", title="Operator sign in"
+    )
 
 
 @router.post("/logout")
 async def logout(request: Request, who: Operator) -> Response:
-    await checked_form(request, who)
-    await services_of(request).sessions.logout(who)
-    response = RedirectResponse("/console/admin/login", status_code=303)
-    clear_session_cookie(response)
-    return response
+    return await log_out(request, who)
 
 
 async def _overview(request: Request, who: Principal, **extra: Any) -> Response:
     services = services_of(request)
-    return render(
+    return await page(
         request, "admin.html", who, title="Operations", customers=await services.accounts.list(),
         queue=await services.queue_depth(), connectors=services.connectors(),
         now=services.clock.now(), **extra,
@@ -84,7 +71,7 @@ async def create_customer(request: Request, who: Operator) -> Response:
             name=str(form.get("name") or "").strip(),
         )
     except SwitchboardError as exc:
-        return await _overview(request, who, error=exc.message)
+        return await see_other(request, who, "/console/admin/", error=exc.message)
     return RedirectResponse(f"/console/admin/customers/{account.id}", status_code=303)
 
 
@@ -94,7 +81,7 @@ async def _customer(request: Request, who: Principal, customer_id: str, **extra:
         account = await services.accounts.get(customer_id)
     except NotFoundError as exc:
         return render(request, "error.html", who, status_code=404, message=exc.message)
-    return render(
+    return await page(
         request, "admin_customer.html", who, title=f"Customer {account.id}", account=account,
         balance=await services.billing.balance(account.id),
         dead=await services.callbacks.deliveries(account.id, status="DEAD", limit=50),
@@ -113,6 +100,7 @@ async def customer_action(
 ) -> Response:
     form = await checked_form(request, who)
     services = services_of(request)
+    target = f"/console/admin/customers/{quote(customer_id, safe='')}"
     try:
         if action == "disable":
             await services.accounts.update(customer_id, enabled=False)
@@ -135,16 +123,19 @@ async def customer_action(
         else:
             return render(request, "error.html", who, status_code=404, message="no such action")
     except SwitchboardError as exc:
-        return await _customer(request, who, customer_id, error=exc.message)
-    return await _customer(request, who, customer_id, notice=f"Done: {action}.")
+        return await see_other(request, who, target, error=exc.message)
+    return await see_other(request, who, target, notice=f"Done: {action}.")
+
+
+_PRICES = "/console/admin/prices"
 
 
 @router.get("/prices", response_class=HTMLResponse)
-async def prices(request: Request, who: Operator, **extra: Any) -> Response:
+async def prices(request: Request, who: Operator) -> Response:
     services = services_of(request)
-    return render(
+    return await page(
         request, "admin_prices.html", who, title="Prices", rules=await services.billing.prices(),
-        money=services.billing.currency.format, **extra,
+        money=services.billing.currency.format,
     )  # fmt: skip
 
 
@@ -154,17 +145,17 @@ async def import_prices(request: Request, who: Operator) -> Response:
     await checked_form(request, who)
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
-        return await prices(request, who, error="choose a CSV file")
+        return await see_other(request, who, _PRICES, error="choose a CSV file")
     try:
         text = (await upload.read()).decode("utf-8-sig")
         count = await services_of(request).billing.import_prices(
             text.splitlines(), merge=form.get("merge") == "on"
         )
     except UnicodeDecodeError:
-        return await prices(request, who, error="the file is not UTF-8 text")
+        return await see_other(request, who, _PRICES, error="the file is not UTF-8 text")
     except SwitchboardError as exc:
-        return await prices(request, who, error=exc.message)
-    return await prices(request, who, notice=f"{count} price rules imported.")
+        return await see_other(request, who, _PRICES, error=exc.message)
+    return await see_other(request, who, _PRICES, notice=f"{count} price rules imported.")
 
 
 @router.post("/prices/set")
@@ -176,5 +167,5 @@ async def set_price(request: Request, who: Operator) -> Response:
             message_type=str(form.get("messageType") or ""), price=str(form.get("price") or ""),
         )  # fmt: skip
     except SwitchboardError as exc:
-        return await prices(request, who, error=exc.message)
-    return await prices(request, who, notice="Price saved.")
+        return await see_other(request, who, _PRICES, error=exc.message)
+    return await see_other(request, who, _PRICES, notice="Price saved.")

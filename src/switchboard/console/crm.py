@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from switchboard.console.sessions import Principal
-from switchboard.console.web import checked_form, customer, render, services_of
+from switchboard.console.web import checked_form, customer, page, render, see_other, services_of
 from switchboard.errors import SwitchboardError
 from switchboard.fraud.store import BlockQuery
 
@@ -37,7 +37,7 @@ async def _automations(request: Request, who: Principal, **extra: Any) -> Respon
     account_id = _account_id(who)
     rules = await service.list(account_id)
     jobs = await service.jobs(account_id, limit=50)
-    return render(
+    return await page(
         request, "automations.html", who, title="Automations", rules=rules, jobs=jobs, **extra
     )
 
@@ -59,9 +59,11 @@ async def update_automation(request: Request, automation_id: str, who: Customer)
     try:
         updated = await service.update(_account_id(who), automation_id, changes)
     except SwitchboardError as exc:
-        return await _automations(request, who, error=exc.message)
+        return await see_other(request, who, "/console/automations", error=exc.message)
     state = "on" if updated.enabled else "off"
-    return await _automations(request, who, notice=f"“{updated.name}” is {state}.")
+    return await see_other(
+        request, who, "/console/automations", notice=f"“{updated.name}” is {state}."
+    )
 
 
 # -- CleverTap ------------------------------------------------------------------------------
@@ -72,7 +74,7 @@ async def _clevertap(request: Request, who: Principal, **extra: Any) -> Response
     if service is None:
         return render(request, "error.html", who, 404, message="CleverTap is not available.")
     current = await service.settings(_account_id(who))
-    return render(request, "clevertap.html", who, title="CleverTap", settings=current, **extra)
+    return await page(request, "clevertap.html", who, title="CleverTap", settings=current, **extra)
 
 
 @router.get("/clevertap", response_class=HTMLResponse)
@@ -95,8 +97,8 @@ async def configure_clevertap(request: Request, who: Customer) -> Response:
             reply_numbers=numbers,
         )
     except SwitchboardError as exc:
-        return await _clevertap(request, who, error=exc.message)
-    return await _clevertap(request, who, notice="CleverTap settings saved.")
+        return await see_other(request, who, "/console/clevertap", error=exc.message)
+    return await see_other(request, who, "/console/clevertap", notice="CleverTap settings saved.")
 
 
 # -- fraud guard ----------------------------------------------------------------------------
@@ -110,7 +112,7 @@ async def _fraud(request: Request, who: Principal, **extra: Any) -> Response:
     rule = _field(dict(request.query_params), "rule") or None
     blocks = await guard.blocks(account_id, BlockQuery(rule=rule, limit=100))
     safe = await guard.safe_list(account_id)
-    return render(
+    return await page(
         request, "fraud.html", who, title="Fraud guard", blocks=blocks, safe=safe, rule=rule,
         **extra,
     )  # fmt: skip
@@ -131,5 +133,7 @@ async def set_safe_list(request: Request, who: Customer) -> Response:
     try:
         await guard.replace_safe_list(_account_id(who), entries)
     except SwitchboardError as exc:
-        return await _fraud(request, who, error=exc.message)
-    return await _fraud(request, who, notice=f"The safe list has {len(entries)} entries.")
+        return await see_other(request, who, "/console/fraud", error=exc.message)
+    return await see_other(
+        request, who, "/console/fraud", notice=f"The safe list has {len(entries)} entries."
+    )

@@ -20,15 +20,18 @@ from fastapi.responses import (
 from switchboard.api.envelope import http_status
 from switchboard.console.charts import daily_chart
 from switchboard.console.sessions import Principal
+from switchboard.console.store import SessionKind
 from switchboard.console.web import (
     CsrfRefused,
-    check_origin,
     checked_form,
     clear_session_cookie,
     customer,
+    log_in,
+    log_out,
+    page,
     render,
+    see_other,
     services_of,
-    set_session_cookie,
 )
 from switchboard.domain.accounts import Account
 from switchboard.errors import NotFoundError, SwitchboardError, VerificationNotFoundError
@@ -74,28 +77,12 @@ async def login_page(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    check_origin(request)
-    form = await request.form()
-    email, password = str(form.get("email") or ""), str(form.get("password") or "")
-    try:
-        value = await services_of(request).sessions.login_customer(email, password)
-    except SwitchboardError as exc:
-        return render(
-            request, "login.html", None, status_code=_status(exc),
-            action="/console/login", title="Sign in", error=exc.message, email=email,
-        )  # fmt: skip
-    response = RedirectResponse("/console/", status_code=303)
-    set_session_cookie(request, response, value)
-    return response
+    return await log_in(request, SessionKind.CUSTOMER, action="/console/login", title="Sign in")
 
 
 @router.post("/logout")
 async def logout(request: Request, who: Customer) -> Response:
-    await checked_form(request, who)
-    await services_of(request).sessions.logout(who)
-    response = RedirectResponse("/console/login", status_code=303)
-    clear_session_cookie(response)
-    return response
+    return await log_out(request, who)
 
 
 # -- home: customer id, credentials, integration keys, password ------------------------------
@@ -104,7 +91,7 @@ async def logout(request: Request, who: Customer) -> Response:
 async def _home(request: Request, who: Principal, **extra: Any) -> Response:
     services = services_of(request)
     keys = await services.integration_keys.list(_account(who).id)
-    return render(request, "home.html", who, keys=keys, title="Home", **extra)
+    return await page(request, "home.html", who, keys=keys, title="Home", **extra)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -120,8 +107,8 @@ async def create_key(request: Request, who: Customer) -> Response:
             _account(who).id, str(form.get("name") or "")
         )
     except SwitchboardError as exc:
-        return await _home(request, who, error=exc.message)
-    return await _home(request, who, created=key, plain_key=plain)
+        return await see_other(request, who, "/console/", error=exc.message)
+    return await see_other(request, who, "/console/", key_name=key.name, plain_key=plain)
 
 
 @router.post("/keys/{key_id}/revoke")
@@ -130,7 +117,7 @@ async def revoke_key(request: Request, who: Customer, key_id: str) -> Response:
     try:
         await services_of(request).integration_keys.revoke(_account(who).id, key_id)
     except SwitchboardError as exc:
-        return await _home(request, who, error=exc.message)
+        return await see_other(request, who, "/console/", error=exc.message)
     return RedirectResponse("/console/", status_code=303)
 
 
@@ -144,7 +131,7 @@ async def change_password(request: Request, who: Customer) -> Response:
         # a new password bumps the token version: API tokens and every console session end
         await services.accounts.update(account.id, password=str(form.get("new") or ""))
     except SwitchboardError as exc:
-        return await _home(request, who, error=exc.message)
+        return await see_other(request, who, "/console/", error=exc.message)
     response = RedirectResponse("/console/login", status_code=303)
     clear_session_cookie(response)
     return response
@@ -231,7 +218,7 @@ async def verification(request: Request, who: Customer, verification_id: str) ->
 
 @router.get("/send", response_class=HTMLResponse)
 async def send_page(request: Request, who: Customer) -> Response:
-    return render(request, "send.html", who, title="Send")
+    return await page(request, "send.html", who, title="Send")
 
 
 @router.post("/send/otp")
@@ -247,7 +234,7 @@ async def send_otp(request: Request, who: Customer) -> Response:
             ),
         )
     except SwitchboardError as exc:
-        return render(request, "send.html", who, status_code=400, title="Send", error=exc.message)
+        return await see_other(request, who, "/console/send", error=exc.message)
     return RedirectResponse(f"/console/verifications/{started.verification.id}", status_code=303)
 
 
@@ -266,7 +253,7 @@ async def send_message(request: Request, who: Customer) -> Response:
             ),
         )  # fmt: skip
     except SwitchboardError as exc:
-        return render(request, "send.html", who, status_code=400, title="Send", error=exc.message)
+        return await see_other(request, who, "/console/send", error=exc.message)
     return RedirectResponse(f"/console/messages/{accepted.message_id}", status_code=303)
 
 
@@ -361,6 +348,9 @@ async def campaign_report(request: Request, who: Customer, campaign_id: str) -> 
 # -- callbacks ----------------------------------------------------------------------------------
 
 
+_CALLBACKS = "/console/callbacks"
+
+
 async def _callbacks(request: Request, who: Principal, **extra: Any) -> Response:
     services = services_of(request)
     account_id = _account(who).id
@@ -370,7 +360,7 @@ async def _callbacks(request: Request, who: Principal, **extra: Any) -> Response
         deliveries = await services.callbacks.deliveries(account_id, status=status, limit=100)
     except SwitchboardError as exc:
         deliveries, extra["error"] = [], exc.message
-    return render(
+    return await page(
         request, "callbacks.html", who, title="Callbacks", endpoint=endpoint,
         deliveries=deliveries, status=status or "", **extra,
     )  # fmt: skip
@@ -392,8 +382,10 @@ async def configure_callbacks(request: Request, who: Customer) -> Response:
             events=[str(e) for e in form.getlist("events")],
         )
     except SwitchboardError as exc:
-        return await _callbacks(request, who, error=exc.message)
-    return await _callbacks(request, who, secret=configured.new_secret)
+        return await see_other(request, who, _CALLBACKS, error=exc.message)
+    if configured.new_secret is None:
+        return await see_other(request, who, _CALLBACKS, notice="Callback settings saved.")
+    return await see_other(request, who, _CALLBACKS, secret=configured.new_secret)
 
 
 @router.post("/callbacks/rotate")
@@ -402,8 +394,10 @@ async def rotate_secret(request: Request, who: Customer) -> Response:
     try:
         configured = await services_of(request).callbacks.rotate_secret(_account(who).id)
     except SwitchboardError as exc:
-        return await _callbacks(request, who, error=exc.message)
-    return await _callbacks(request, who, secret=configured.new_secret)
+        return await see_other(request, who, _CALLBACKS, error=exc.message)
+    if configured.new_secret is None:
+        return await see_other(request, who, _CALLBACKS, notice="The signing secret was rotated.")
+    return await see_other(request, who, _CALLBACKS, secret=configured.new_secret)
 
 
 @router.post("/callbacks/deliveries/{delivery_id}/replay")
@@ -412,8 +406,8 @@ async def replay(request: Request, who: Customer, delivery_id: str) -> Response:
     try:
         await services_of(request).callbacks.replay(_account(who).id, delivery_id)
     except SwitchboardError as exc:
-        return await _callbacks(request, who, error=exc.message)
-    return await _callbacks(request, who, notice=f"Delivery {delivery_id} queued again.")
+        return await see_other(request, who, _CALLBACKS, error=exc.message)
+    return await see_other(request, who, _CALLBACKS, notice=f"Delivery {delivery_id} queued again.")
 
 
 # -- billing ------------------------------------------------------------------------------------
@@ -479,6 +473,7 @@ async def integrations(request: Request, who: Customer) -> Response:
 # -- sender ids and DLT templates (kept in the account's settings, as the send paths read them) -
 
 
+_SENDERS = "/console/senders"
 _SENDER = re.compile(r"^[A-Za-z0-9 ._-]{1,11}$|^\+?[0-9]{1,15}$")
 _COUNTRY = re.compile(r"^(\*|[0-9]{1,3})$")
 _TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -487,7 +482,7 @@ _TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 async def _senders(request: Request, who: Principal, **extra: Any) -> Response:
     services = services_of(request)
     account = await services.accounts.get(_account(who).id)
-    return render(
+    return await page(
         request, "senders.html", who, title="Sender ids and DLT templates",
         senders=services.verification.policy(account).sender_ids,
         templates=account.settings.get("dlt_templates") or {}, **extra,
@@ -504,15 +499,20 @@ async def set_sender(request: Request, who: Customer) -> Response:
     form = await checked_form(request, who)
     country, sender = _text(form, "countryCode") or "", _text(form, "senderId") or ""
     if not _COUNTRY.match(country.removeprefix("+")):
-        return await _senders(request, who, error="the country code is 1-3 digits, or * for any")
-    if not _SENDER.match(sender):
-        return await _senders(
-            request, who, error="a sender id is up to 11 letters/digits or up to 15 digits"
+        return await see_other(
+            request, who, _SENDERS, error="the country code is 1-3 digits, or * for any"
         )
+    if not _SENDER.match(sender):
+        return await see_other(
+            request, who, _SENDERS,
+            error="a sender id is up to 11 letters/digits or up to 15 digits",
+        )  # fmt: skip
     account = await services_of(request).accounts.get(_account(who).id)
     own = {**(account.settings.get("sender_ids") or {}), country.removeprefix("+"): sender}
     await services_of(request).accounts.update(account.id, settings={"sender_ids": own})
-    return await _senders(request, who, notice=f"OTP sender for {country} is now {sender}.")
+    return await see_other(
+        request, who, _SENDERS, notice=f"OTP sender for {country} is now {sender}."
+    )
 
 
 @router.post("/templates")
@@ -520,9 +520,13 @@ async def register_template(request: Request, who: Customer) -> Response:
     form = await checked_form(request, who)
     template_id, text = _text(form, "templateId") or "", _text(form, "text") or ""
     if not _TEMPLATE_ID.match(template_id):
-        return await _senders(request, who, error="a template id is 1-64 letters, digits, . _ -")
+        return await see_other(
+            request, who, _SENDERS, error="a template id is 1-64 letters, digits, . _ -"
+        )
     if len(text) > 2000:
-        return await _senders(request, who, error="a template has at most 2,000 characters")
+        return await see_other(
+            request, who, _SENDERS, error="a template has at most 2,000 characters"
+        )
     account = await services_of(request).accounts.get(_account(who).id)
     registered = dict(account.settings.get("dlt_templates") or {})
     if text:
@@ -531,4 +535,4 @@ async def register_template(request: Request, who: Customer) -> Response:
         registered.pop(template_id, None)
     await services_of(request).accounts.update(account.id, settings={"dlt_templates": registered})
     done = "registered" if text else "removed"
-    return await _senders(request, who, notice=f"Template {template_id} {done}.")
+    return await see_other(request, who, _SENDERS, notice=f"Template {template_id} {done}.")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +30,7 @@ from switchboard.errors import (
     NotFoundError,
 )
 from switchboard.services.accounts import AccountService
+from switchboard.vault import SealedValueError, Vault
 
 BAD_LOGIN = "e-mail or password is invalid"
 _OPERATOR_MAX_FAILURES = 10
@@ -124,8 +127,10 @@ class SessionManager:
         *,
         key: bytes,
         ttl: timedelta,
+        vault: Vault,
     ) -> None:
         self._store = store
+        self._vault = vault
         self._accounts = accounts
         self._operators = operators
         self._clock = clock
@@ -190,5 +195,30 @@ class SessionManager:
             return None
         return Principal(session, csrf, operator=operator)
 
+    async def set_flash(self, principal: Principal, values: Mapping[str, str]) -> None:
+        """Leave one-time values (a new secret, a notice) for the next page this session
+        opens: sealed, so a secret never sits readable in the database or in a URL."""
+        digest = principal.session.digest
+        sealed = self._vault.seal(json.dumps(dict(values)), _flash_context(digest))
+        await self._store.set_flash(digest, sealed)
+
+    async def take_flash(self, principal: Principal) -> dict[str, str]:
+        """The values `set_flash` left, once; {} when none (no query unless one was left)."""
+        if principal.session.flash is None:
+            return {}
+        digest = principal.session.digest
+        sealed = await self._store.take_flash(digest)
+        if sealed is None:
+            return {}
+        try:
+            values = json.loads(self._vault.open(sealed, _flash_context(digest)))
+        except SealedValueError:
+            return {}
+        return {str(k): str(v) for k, v in values.items()}
+
     async def logout(self, principal: Principal) -> None:
         await self._store.revoke_session(principal.session.digest, self._clock.now())
+
+
+def _flash_context(digest: str) -> str:
+    return f"console:session:{digest}:flash"

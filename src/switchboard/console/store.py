@@ -22,6 +22,7 @@ class ConsoleSession:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None = None
+    flash: str | None = None  # sealed one-time values a POST left for the page it redirects to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +40,14 @@ class ConsoleStore(Protocol):
 
     async def get_session(self, digest: str) -> ConsoleSession | None:
         """The session, revoked or expired ones included (the caller decides)."""
+        ...
+
+    async def set_flash(self, digest: str, sealed: str) -> None:
+        """Leave `sealed` on the session (replacing any flash not yet taken)."""
+        ...
+
+    async def take_flash(self, digest: str) -> str | None:
+        """The session's flash, cleared in the same transaction (of two takers one gets it)."""
         ...
 
     async def revoke_session(self, digest: str, now: datetime) -> None:

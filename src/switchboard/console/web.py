@@ -13,9 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from switchboard import tenancy
+from switchboard.api.envelope import http_status
 from switchboard.console.services import ConsoleServices
 from switchboard.console.sessions import Principal
 from switchboard.console.store import SessionKind
+from switchboard.errors import SwitchboardError
 
 COOKIE = "sb_console"
 _HERE = Path(__file__).parent
@@ -94,6 +96,55 @@ def render(
         {"who": who, "csrf": who.csrf_token if who else "", **context},
         status_code=status_code,
     )
+
+
+async def page(
+    request: Request, name: str, who: Principal, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """`render`, with the one-time values a POST left in the session (shown once)."""
+    flash = await services_of(request).sessions.take_flash(who)
+    return render(request, name, who, status_code, **{**context, **flash})
+
+
+async def see_other(request: Request, who: Principal, target: str, **flash: str) -> Response:
+    """A POST's answer: 303 to the GET page `target`, which shows `flash` once. The values
+    travel in the session, never in the URL (a new secret would reach logs and history)."""
+    if flash:
+        await services_of(request).sessions.set_flash(who, flash)
+    return RedirectResponse(target, status_code=303)
+
+
+async def log_in(request: Request, kind: SessionKind, *, action: str, title: str) -> Response:
+    """The sign-in form's POST for `kind`: a session cookie and 303 to its home, or the form
+    again with the refusal (no session, the status the error maps to)."""
+    check_origin(request)
+    form = await request.form()
+    email, password = str(form.get("email") or ""), str(form.get("password") or "")
+    sessions = services_of(request).sessions
+    try:
+        if kind is SessionKind.OPERATOR:
+            value = await sessions.login_operator(email, password)
+        else:
+            value = await sessions.login_customer(email, password)
+    except SwitchboardError as exc:
+        return render(
+            request, "login.html", None, status_code=http_status(exc.code, "mapped"),
+            action=action, title=title, error=exc.message, email=email,
+        )  # fmt: skip
+    home = "/console/admin/" if kind is SessionKind.OPERATOR else "/console/"
+    response = RedirectResponse(home, status_code=303)
+    set_session_cookie(request, response, value)
+    return response
+
+
+async def log_out(request: Request, who: Principal) -> Response:
+    await checked_form(request, who)
+    await services_of(request).sessions.logout(who)
+    kind = who.session.kind
+    login = "/console/admin/login" if kind is SessionKind.OPERATOR else "/console/login"
+    response = RedirectResponse(login, status_code=303)
+    clear_session_cookie(response)
+    return response
 
 
 def _secure(request: Request, services: ConsoleServices) -> bool:

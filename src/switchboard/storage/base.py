@@ -148,7 +148,10 @@ class MessagingStore(Protocol):
         """Queue messages in one transaction."""
         ...
 
-    async def create_campaign(self, campaign: CampaignRecord) -> None: ...
+    async def create_campaign(self, campaign: CampaignRecord) -> None:
+        """Store a new STAGING campaign. Raises DuplicateResourceError when its id (which a
+        caller may choose) is taken, by this customer or another."""
+        ...
 
     async def stage_campaign_messages(self, batch: Sequence[MessageRecord]) -> None:
         """Store a batch of a campaign's messages as HELD (not yet sendable)."""

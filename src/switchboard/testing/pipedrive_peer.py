@@ -70,6 +70,7 @@ class PipedrivePeer:
         self.expires_in_s = expires_in_s
         self.page_size = page_size  # v2 pages hold at most this many (below the asked limit)
         self.token_delay_s = 0.0  # the token endpoint answers this late (to race refreshes)
+        self.api_domain: str | None = None  # what token answers name (None: this server)
         self.persons: dict[int, Person] = {}
         self.notes: list[dict[str, Any]] = []
         self.requests: list[RecordedRequest] = []
@@ -219,7 +220,8 @@ class PipedrivePeer:
         self.refresh_tokens.add(refresh)
         return JSONResponse({
             "access_token": access, "token_type": "Bearer", "refresh_token": refresh,
-            "scope": self.scope, "expires_in": self.expires_in_s, "api_domain": self.url,
+            "scope": self.scope, "expires_in": self.expires_in_s,
+            "api_domain": self.api_domain or self.url,
         })  # fmt: skip
 
     # -- the company's API -------------------------------------------------------------------

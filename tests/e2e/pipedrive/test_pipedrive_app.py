@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import html
 import io
 from datetime import timedelta
 
 import sqlalchemy as sa
-from tests.conftest import SettingsFactory
+from tests.conftest import SettingsFactory, open_client
 from tests.e2e.conftest import eventually
-from tests.e2e.pipedrive.conftest import CALLBACK, App, cell, start_app
+from tests.e2e.pipedrive.conftest import CALLBACK, App, cell, pipedrive_settings, start_app
 
-from switchboard.bootstrap import Container
+from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
 from switchboard.integrations.pipedrive.client import PipedriveClient
 from switchboard.integrations.pipedrive.store import NoteJob
@@ -54,6 +55,36 @@ async def test_install_keeps_the_company_tokens_sealed_and_its_api_domain(app: A
     assert b"redirect_uri=http%3A%2F%2Fswitchboard.test%2Fintegrations%2Fpipedrive%2Fcallback" in (
         exchange.body
     )
+
+
+async def test_an_install_naming_an_api_domain_off_pipedrive_is_refused(app: App) -> None:
+    app.peer.api_domain = "https://pipedrive.evil.example"
+    code = app.peer.issue_code(f"http://switchboard.test{CALLBACK}")
+
+    page = await app.http.get(CALLBACK, params={"code": code})
+
+    assert page.status_code == 502
+    assert "is not an https://….pipedrive.com URL" in html.unescape(page.text)
+    assert await _stored_company(app) is None
+    assert not any(r.path == "/api/v1/users/me" for r in app.peer.requests)
+
+
+async def test_the_peers_loopback_api_domain_needs_the_testing_setting(
+    make_settings: SettingsFactory, clock: FrozenClock, pipedrive: PipedrivePeer
+) -> None:
+    settings = pipedrive_settings(pipedrive)
+    settings["pipedrive"]["allow_loopback_api"] = False
+    built = build_container(make_settings(integrations=settings), clock=clock)
+    await built.start(run_workers=False)
+    http = await open_client(built)
+    try:
+        code = pipedrive.issue_code(f"http://switchboard.test{CALLBACK}")
+        page = await http.get(CALLBACK, params={"code": code})
+    finally:
+        await http.aclose()
+        await built.stop()
+    assert page.status_code == 502
+    assert not any(r.path == "/api/v1/users/me" for r in pipedrive.requests)
 
 
 async def test_settings_link_the_company_only_with_the_right_password(app: App) -> None:

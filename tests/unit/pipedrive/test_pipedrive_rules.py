@@ -11,6 +11,7 @@ import pytest
 from switchboard.clock import FrozenClock
 from switchboard.errors import AuthenticationError, InvalidRequestError
 from switchboard.integrations.pipedrive import persons
+from switchboard.integrations.pipedrive.client import PipedriveDomainError, check_api_domain
 from switchboard.integrations.pipedrive.sessions import PageAuthenticator, Viewer, parse_ids
 
 SECRET = "s" * 40
@@ -129,3 +130,35 @@ def test_a_form_session_round_trips_and_cannot_pass_for_a_link_token() -> None:
         pages.from_pipedrive(session)
     with pytest.raises(AuthenticationError):
         pages.from_form(_link_token())
+
+
+@pytest.mark.parametrize(
+    "api_domain",
+    ["https://acme.pipedrive.com", "https://acme-ltd.pipedrive.com/", "https://api.pipedrive.com"],
+)
+def test_a_companys_pipedrive_api_domain_is_accepted(api_domain: str) -> None:
+    assert check_api_domain(api_domain) == api_domain
+
+
+@pytest.mark.parametrize(
+    "api_domain",
+    [
+        "http://acme.pipedrive.com",  # the bearer token would travel in clear
+        "https://evil.example", "https://acme.pipedrive.com.evil.example",
+        "https://evilpipedrive.com", "https://pipedrive.com",
+        "https://acme.pipedrive.com:8443", "https://user@acme.pipedrive.com",
+        "https://evil.example\\@acme.pipedrive.com", "https://acme.pipedrive.com/api?x=1",
+        "https://acme.pipedrive.com/other", "https://acme.pipedrive.com#x",
+        "https://127.0.0.1:9000", "http://127.0.0.1:9000", "", "not a url",
+        "https://acme.pipedrive.com:99999",
+    ],
+)  # fmt: skip
+def test_any_other_api_domain_is_refused(api_domain: str) -> None:
+    with pytest.raises(PipedriveDomainError):
+        check_api_domain(api_domain)
+
+
+def test_a_loopback_api_domain_passes_only_when_the_setting_allows_it() -> None:
+    assert check_api_domain("http://127.0.0.1:9000", allow_loopback=True) == "http://127.0.0.1:9000"
+    with pytest.raises(PipedriveDomainError):
+        check_api_domain("http://10.0.0.5:9000", allow_loopback=True)

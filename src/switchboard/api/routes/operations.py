@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
 from switchboard.api.dependencies import container_of
+from switchboard.channels.base import connector_views
 
 if TYPE_CHECKING:
     from switchboard.bootstrap import Container
@@ -15,27 +15,12 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["operations"])
 
 
-def _connectors(container: Container) -> list[dict[str, Any]]:
-    views = []
-    for name, driver in container.drivers.items():
-        view: dict[str, Any] = {
-            "name": name,
-            "channels": sorted(c.value for c in driver.channels),
-            "available": driver.is_available(),
-        }
-        status = getattr(driver, "status", None)
-        if callable(status):
-            view["detail"] = dataclasses.asdict(status())
-        views.append(view)
-    return views
-
-
 async def _refresh(container: Container) -> dict[str, int]:
     depth = await container.queue.queue_depth()
     metrics = container.metrics
     metrics.set_queue_depth(depth)
     metrics.binds.clear()  # a state no bind is in any more (a retired bind's) reads 0, not stale
-    for view in _connectors(container):
+    for view in connector_views(container.drivers):
         metrics.connector_up.labels(view["name"]).set(1 if view["available"] else 0)
         binds = view.get("detail", {}).get("binds", [])
         states: dict[str, int] = {}
@@ -60,5 +45,5 @@ async def status(request: Request) -> dict[str, Any]:
     return {
         "queue": depth,
         "workers": container.settings.server.run_workers,
-        "connectors": _connectors(container),
+        "connectors": connector_views(container.drivers),
     }

@@ -98,7 +98,7 @@ def _record_view(result: RecordResult) -> dict[str, Any]:
         "mid": result.mid,
         "responseCode": 200,
         "messageId": result.message_id,
-        "verificationId": str(result.verification_id),
+        "verificationId": None if result.verification_id is None else str(result.verification_id),
         "transactionId": result.transaction_id,
         "mobileNumber": result.mobile_number,
         "status": "QUEUED",

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import phonenumbers
@@ -14,12 +15,14 @@ from switchboard.callbacks.ssrf import DestinationError
 from switchboard.clock import Clock
 from switchboard.domain.accounts import Account
 from switchboard.domain.phone import normalise_country_code
-from switchboard.errors import InvalidRequestError, SwitchboardError
+from switchboard.errors import DuplicateResourceError, InvalidRequestError, SwitchboardError
 from switchboard.integrations.clevertap.credentials import CleverTapCredentials
 from switchboard.integrations.clevertap.store import (
     CLIENT_REF_PREFIX,
     CleverTapSettings,
     CleverTapStore,
+    EarlierRecord,
+    QueuedMessage,
     SentRecord,
 )
 from switchboard.services.accounts import AccountService
@@ -32,6 +35,17 @@ MAX_REPLY_NUMBERS = 50
 DEFAULT_MESSAGE_TYPE = "TRANSACTIONAL"
 _REQUIRED = ("mobileNumber", "messageText", "mid")
 _PUNCTUATION = str.maketrans("", "", " -().")
+
+# A resend of a mid whose first record is still being queued waits for its message this long
+# (polling, from _FIRST_POLL_S doubling to _MAX_POLL_S); a record still without one after
+# STALE_AFTER was left by a process that died, and a resend then settles it.
+WAIT_S = 5.0
+STALE_AFTER = timedelta(minutes=5)
+_FIRST_POLL_S, _MAX_POLL_S = 0.01, 0.25
+_ROUNDS = 3  # stores of one record: the first, and again after an earlier record vanished
+_STILL_QUEUING = DuplicateResourceError(
+    "a message with this mid is still being queued; send it again later"
+)
 
 CheckUrl = Callable[[str], Awaitable[object]]
 
@@ -55,6 +69,21 @@ class SendResult:
     results: list[RecordResult]
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    index: int
+    request: MessageRequest
+    sent: SentRecord
+
+
+def _replayed(pending: _Pending, message: QueuedMessage) -> RecordResult:
+    return RecordResult(
+        index=pending.index, mid=pending.sent.mid, message_id=message.message_id,
+        verification_id=message.verification_id, transaction_id=message.transaction_id,
+        mobile_number=message.mobile_number,
+    )  # fmt: skip
+
+
 class CleverTapService:
     def __init__(
         self,
@@ -67,6 +96,8 @@ class CleverTapService:
         check_url: CheckUrl,
         default_country_code: str,
         max_records: int,
+        wait_s: float = WAIT_S,
+        stale_after: timedelta = STALE_AFTER,
     ) -> None:
         self._store = store
         self._credentials = credentials
@@ -76,6 +107,8 @@ class CleverTapService:
         self._check_url = check_url
         self._default_country = default_country_code
         self._max_records = max_records
+        self._wait_s = wait_s
+        self._stale_after = stale_after
 
     # -- sends ------------------------------------------------------------------------------
 
@@ -105,7 +138,7 @@ class CleverTapService:
         records, batched = self._split(body)
         settings = await self._store.get_settings(account.id)
         country = (settings.default_country_code if settings else None) or self._default_country
-        prepared: list[tuple[int, dict[str, Any], MessageRequest, SentRecord] | RecordResult] = []
+        prepared: list[_Pending | RecordResult] = []
         now = self._clock.now()
         for index, record in enumerate(records):
             try:
@@ -120,33 +153,93 @@ class CleverTapService:
                 clevertap_account=(clevertap_account or "").strip()[:100] or None,
                 destination=destination, created_at=now,
             )  # fmt: skip
-            prepared.append((index, record, request, sent))
-        pending = [p for p in prepared if not isinstance(p, RecordResult)]
-        # The mids are stored before any message exists, so a receipt always finds its mid.
-        await self._store.remember([sent for _, _, _, sent in pending])
-        outcomes = await asyncio.gather(
-            *(self._send_one(account, index, request, sent) for index, _, request, sent in pending)
-        )
-        refused = [
-            sent.ref
-            for (_, _, _, sent), outcome in zip(pending, outcomes, strict=True)
-            if outcome.error is not None
-        ]
-        if refused:
-            await self._store.forget(refused)
-        by_index = {result.index: result for result in outcomes}
-        results = [p if isinstance(p, RecordResult) else by_index[p[0]] for p in prepared]
+            prepared.append(_Pending(index, request, sent))
+        queued = await self._queue(account, [p for p in prepared if isinstance(p, _Pending)])
+        results = [p if isinstance(p, RecordResult) else queued[p.index] for p in prepared]
         return SendResult(batched=batched, results=results)
 
-    async def _send_one(
-        self, account: Account, index: int, request: MessageRequest, sent: SentRecord
-    ) -> RecordResult:
+    async def _queue(self, account: Account, pending: list[_Pending]) -> dict[int, RecordResult]:
+        """Queue each record's message, unless its mid has a record already (a resend after a
+        lost answer, a concurrent copy, a repeat in the batch): that record's message answers
+        it, and nothing is sent again. Records are stored before their messages exist, so a
+        receipt always finds its mid."""
+        results: dict[int, RecordResult] = {}
+        todo = pending
+        for _ in range(_ROUNDS):
+            if not todo:
+                break
+            taken = await self._store.remember([p.sent for p in todo])
+            results.update(
+                await self._send_all(account, [p for p in todo if p.sent.ref not in taken])
+            )
+            todo = await self._answer_earlier(
+                account, [(p, taken[p.sent.ref]) for p in todo if p.sent.ref in taken], results
+            )
+        for p in todo:
+            results[p.index] = RecordResult(index=p.index, mid=p.sent.mid, error=_STILL_QUEUING)
+        return results
+
+    async def _send_all(self, account: Account, mine: list[_Pending]) -> dict[int, RecordResult]:
+        outcomes = await asyncio.gather(*(self._send_one(account, p) for p in mine))
+        await self._store.settle(
+            [
+                (p.sent.ref, outcome.message_id)
+                for p, outcome in zip(mine, outcomes, strict=True)
+                if outcome.message_id is not None
+            ]
+        )
+        await self._store.forget(
+            [p.sent.ref for p, outcome in zip(mine, outcomes, strict=True) if outcome.error]
+        )
+        return {outcome.index: outcome for outcome in outcomes}
+
+    async def _answer_earlier(
+        self,
+        account: Account,
+        waiting: list[tuple[_Pending, EarlierRecord | None]],
+        results: dict[int, RecordResult],
+    ) -> list[_Pending]:
+        """Answer each record with its earlier record's message, waiting (bounded) for one
+        still being queued. Returns the records to store again: their earlier record is gone
+        (its message was refused), or was left behind by a process that died."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        pause = _FIRST_POLL_S
+        again: list[_Pending] = []
+        while True:
+            still: list[tuple[_Pending, EarlierRecord]] = []
+            for p, held in waiting:
+                if held is None:
+                    again.append(p)
+                elif held.message is not None:
+                    results[p.index] = _replayed(p, held.message)
+                else:
+                    still.append((p, held))
+            if not still or loop.time() >= deadline:
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_POLL_S)
+            now_held = await self._store.earlier(account.id, [p.sent.mid for p, _ in still])
+            waiting = [(p, now_held.get(p.sent.mid)) for p, _ in still]
+        now = self._clock.now()
+        for p, held in still:
+            if now - held.created_at < self._stale_after:
+                results[p.index] = RecordResult(index=p.index, mid=p.sent.mid, error=_STILL_QUEUING)
+                continue
+            recovered = await self._store.recover(account.id, held.ref)
+            if recovered is None or recovered.message is None:
+                again.append(p)
+            else:
+                results[p.index] = _replayed(p, recovered.message)
+        return again
+
+    async def _send_one(self, account: Account, p: _Pending) -> RecordResult:
         try:
-            accepted = await self._messaging.send(account, request)
+            accepted = await self._messaging.send(account, p.request)
         except SwitchboardError as exc:
-            return RecordResult(index=index, mid=sent.mid, error=exc)
+            return RecordResult(index=p.index, mid=p.sent.mid, error=exc)
         return RecordResult(
-            index=index, mid=sent.mid, message_id=accepted.message_id,
+            index=p.index, mid=p.sent.mid, message_id=accepted.message_id,
             verification_id=accepted.numeric_id, transaction_id=accepted.transaction_id,
             mobile_number=accepted.mobile_number,
         )  # fmt: skip

@@ -2,16 +2,19 @@
 
 Errors: `PipedriveUnauthorizedError` (401: the access token is expired or revoked; refresh and
 retry once), `PipedriveGrantError` (the token endpoint refused the code or refresh token: the
-company must reinstall), `PipedriveUnavailableError` (anything else: network, 5xx, 429 past
-the retry budget).
+company must reinstall), `PipedriveDomainError` (an `api_domain` that is not Pipedrive's: the
+access token is never sent there), `PipedriveUnavailableError` (anything else: network, 5xx,
+429 past the retry budget).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -35,6 +38,37 @@ class PipedriveGrantError(PipedriveError):
 
 class PipedriveUnavailableError(PipedriveError):
     pass
+
+
+class PipedriveDomainError(PipedriveError):
+    pass
+
+
+_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+_HOST = re.compile(
+    r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.pipedrive\.com"
+)
+
+
+def check_api_domain(api_domain: str, *, allow_loopback: bool = False) -> str:
+    """`api_domain` if it is https://<name>.pipedrive.com (no port, user, path or query) — the
+    token response names it, and the company's access token goes there — or, with
+    `allow_loopback`, an http(s) URL on a loopback address. Raises PipedriveDomainError."""
+    try:
+        url = urlsplit(api_domain.strip())
+        port = url.port
+    except ValueError:
+        url, port = None, None
+    if url is not None and not (url.username or url.password or url.query or url.fragment):
+        host = (url.hostname or "").lower()
+        plain = url.path in ("", "/")
+        if url.scheme == "https" and port in (None, 443) and plain and _HOST.fullmatch(host):
+            return api_domain.strip()
+        if allow_loopback and url.scheme in ("http", "https") and host in _LOOPBACK_HOSTS:
+            return api_domain.strip()
+    raise PipedriveDomainError(
+        "the api_domain Pipedrive named is not an https://….pipedrive.com URL"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +178,8 @@ class PipedriveClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
     ) -> dict[str, Any]:
-        url = f"{api_domain.rstrip('/')}{path}"
+        base = check_api_domain(api_domain, allow_loopback=self._settings.allow_loopback_api)
+        url = f"{base.rstrip('/')}{path}"
         headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
         retries = 0
         while True:

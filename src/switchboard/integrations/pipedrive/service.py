@@ -22,7 +22,11 @@ from switchboard.domain.messages import MessageStatus, MessageType
 from switchboard.domain.pricing import Currency
 from switchboard.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from switchboard.integrations.pipedrive import persons
-from switchboard.integrations.pipedrive.client import PipedriveClient, PipedriveError
+from switchboard.integrations.pipedrive.client import (
+    PipedriveClient,
+    PipedriveError,
+    check_api_domain,
+)
 from switchboard.integrations.pipedrive.persons import Candidate
 from switchboard.integrations.pipedrive.sessions import PageAuthenticator, Viewer
 from switchboard.integrations.pipedrive.store import (
@@ -122,7 +126,10 @@ class PipedriveApp:
         if not code:
             raise InvalidRequestError("the callback has no code")
         answer = await self._client.exchange_code(code, self.redirect_uri)
-        api_domain = answer.api_domain or self.settings.api_base_url
+        api_domain = check_api_domain(
+            answer.api_domain or self.settings.api_base_url,
+            allow_loopback=self.settings.allow_loopback_api,
+        )
         me = await self._client.me(api_domain, answer.access_token)
         await self._store.install(
             company_id=me.company_id, api_domain=api_domain, user_id=me.user_id,

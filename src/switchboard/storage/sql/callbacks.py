@@ -8,7 +8,6 @@ send without a transaction open, and settle guarded by the lease owner.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,11 +38,12 @@ from switchboard.domain.callbacks import (
 )
 from switchboard.domain.messages import MessageStatus
 from switchboard.domain.verification import VerificationRecord, VerificationStatus
-from switchboard.storage.sql.engines import Database, after_commit, before_commit
+from switchboard.storage.sql.engines import Database, after_commit
 from switchboard.storage.sql.locks import leased_first
 from switchboard.storage.sql.queue import StatusListener
 from switchboard.storage.sql.rows import verification_record
 from switchboard.storage.sql.tables import accounts, messages, verifications, webhook_deliveries
+from switchboard.storage.sql.transaction_buffer import TransactionBuffer
 from switchboard.storage.sql.verifications import VerificationListener
 
 a = accounts.c
@@ -259,9 +259,7 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
         self._wake = wake
         # Reports of each open transaction, written together just before it commits: a
         # receipt batch then costs three statements instead of three per message.
-        self._reports: weakref.WeakKeyDictionary[AsyncConnection, list[_Report]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._reports = TransactionBuffer(self._write_reports)
 
     async def on_status(
         self,
@@ -273,10 +271,9 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
     ) -> None:
         report = status.report_name
         if report is not None:
-            self._reports.setdefault(connection, []).append(
-                _Report(message.id, message.account_id, report, now, error_code)
+            await self._reports.add(
+                connection, _Report(message.id, message.account_id, report, now, error_code)
             )
-            await before_commit(connection, self._write_reports)
             return
         if not (
             status is MessageStatus.SUBMITTED
@@ -302,15 +299,12 @@ class SqlCallbackEvents(StatusListener, VerificationListener):
             channel=previous.value, next_channel=fresh.channel,
         )  # fmt: skip
 
-    async def _write_reports(self, connection: AsyncConnection) -> None:
+    async def _write_reports(self, connection: AsyncConnection, reports: list[_Report]) -> None:
         """The delivery rows of this transaction's reports, as its last statements.
 
         Reads the messages as the transaction leaves them (done time, error code), and the
         endpoints once per account; accounts without an active endpoint get no rows.
         """
-        reports = self._reports.pop(connection, [])
-        if not reports:
-            return
         accounts_ids = sorted({r.account_id for r in reports})
         endpoints = {
             row.id: endpoint

@@ -7,11 +7,11 @@ message its final status, sent by the webhook dispatcher many to a POST (ADR 001
 
 from __future__ import annotations
 
+import hashlib
 import json
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,21 +28,26 @@ from switchboard.integrations.clevertap.reports import reply_report, status_repo
 from switchboard.integrations.clevertap.store import (
     CLIENT_REF_PREFIX,
     CleverTapSettings,
+    EarlierRecord,
+    QueuedMessage,
     SentRecord,
 )
-from switchboard.storage.sql.engines import Database, after_commit, before_commit
+from switchboard.storage.sql.engines import Database, after_commit
 from switchboard.storage.sql.queue import StatusListener
 from switchboard.storage.sql.tables import (
     clevertap_messages,
     clevertap_reply_numbers,
     clevertap_settings,
+    messages,
     webhook_deliveries,
 )
+from switchboard.storage.sql.transaction_buffer import TransactionBuffer
 
 cm = clevertap_messages.c
 cs = clevertap_settings.c
 cr = clevertap_reply_numbers.c
 d = webhook_deliveries.c
+m = messages.c
 
 _PENDING = DeliveryState.PENDING.value
 _INSERT_REPORT = webhook_deliveries.insert().values(
@@ -71,6 +76,41 @@ _LAST_SENT = (
     .order_by(cm.created_at.desc())
     .limit(1)
 )
+
+
+# The record holding a mid, and what its message answered.
+_HOLDER = sa.select(
+    cm.ref, cm.mid, cm.mid_digest, cm.created_at, cm.message_id,
+    m.numeric_id, m.transaction_id, m.destination, m.country_code,
+).select_from(clevertap_messages.outerjoin(messages, m.id == cm.message_id))  # fmt: skip
+_HOLDERS = _HOLDER.where(
+    cm.account_id == sa.bindparam("b_account_id"),
+    cm.mid_digest.in_(sa.bindparam("b_digests", expanding=True)),
+)
+_SETTLE = (
+    clevertap_messages.update()
+    .where(cm.ref == sa.bindparam("b_ref"))
+    .values(message_id=sa.bindparam("b_message_id"))
+)
+_QUEUED_WITHIN = timedelta(minutes=15)
+
+
+def mid_digest(mid: str) -> str:
+    """The indexed form of a mid (migration 0017 fills it the same way)."""
+    return hashlib.sha256(mid.encode()).hexdigest()
+
+
+def _earlier(row: Any) -> EarlierRecord:
+    message = None
+    if row.message_id is not None:
+        national = None
+        if row.destination is not None:
+            national = row.destination.removeprefix("+").removeprefix(row.country_code)
+        message = QueuedMessage(
+            message_id=row.message_id, verification_id=row.numeric_id,
+            transaction_id=row.transaction_id, mobile_number=national,
+        )  # fmt: skip
+    return EarlierRecord(ref=row.ref, created_at=row.created_at, message=message)
 
 
 def _settings(row: Any, numbers: Sequence[str]) -> CleverTapSettings:
@@ -160,27 +200,100 @@ class SqlCleverTapStore:
         if clash := sorted(set(numbers) - set(inserted)):
             raise DuplicateResourceError(f"reply number {clash[0]} belongs to another customer")
 
-    async def remember(self, records: Sequence[SentRecord]) -> None:
+    async def remember(self, records: Sequence[SentRecord]) -> dict[str, EarlierRecord | None]:
         if not records:
+            return {}
+        rows = sorted(
+            (
+                {
+                    "ref": r.ref, "account_id": r.account_id, "mid": r.mid,
+                    "mid_digest": mid_digest(r.mid), "clevertap_account": r.clevertap_account,
+                    "destination": r.destination, "created_at": r.created_at,
+                }
+                for r in records
+            ),
+            # one order for every writer: two batches sharing mids never wait on each other
+            key=lambda row: (row["account_id"], row["mid_digest"]),
+        )  # fmt: skip
+        insert = sqlite_insert if self._db.is_sqlite else pg_insert
+        statement = insert(clevertap_messages).on_conflict_do_nothing(
+            index_elements=[cm.account_id, cm.mid_digest]
+        )
+        async with self._db.write() as connection:
+            await connection.execute(statement, rows)
+            holders = await self._holders(
+                connection, records[0].account_id, [r.mid for r in records]
+            )
+        return {
+            r.ref: holders.get(r.mid)
+            for r in records
+            if r.mid not in holders or holders[r.mid].ref != r.ref
+        }
+
+    async def earlier(self, account_id: str, mids: Sequence[str]) -> dict[str, EarlierRecord]:
+        if not mids:
+            return {}
+        async with self._db.read() as connection:
+            return await self._holders(connection, account_id, mids)
+
+    async def _holders(
+        self, connection: AsyncConnection, account_id: str, mids: Sequence[str]
+    ) -> dict[str, EarlierRecord]:
+        by_digest = {mid_digest(mid): mid for mid in mids}
+        rows = await connection.execute(
+            _HOLDERS, {"b_account_id": account_id, "b_digests": sorted(by_digest)}
+        )
+        return {
+            by_digest[row.mid_digest]: _earlier(row)
+            for row in rows
+            if row.mid == by_digest[row.mid_digest]
+        }
+
+    async def settle(self, queued: Sequence[tuple[str, str]]) -> None:
+        if not queued:
             return
         async with self._db.write() as connection:
             await connection.execute(
-                clevertap_messages.insert(),
-                [
-                    {
-                        "ref": r.ref, "account_id": r.account_id, "mid": r.mid,
-                        "clevertap_account": r.clevertap_account, "destination": r.destination,
-                        "created_at": r.created_at,
-                    }
-                    for r in records
-                ],
-            )  # fmt: skip
+                _SETTLE, [{"b_ref": ref, "b_message_id": message_id} for ref, message_id in queued]
+            )
+
+    async def recover(self, account_id: str, ref: str) -> EarlierRecord | None:
+        async with self._db.write() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(cm.message_id, cm.created_at).where(
+                        cm.ref == ref, cm.account_id == account_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            message_id = row.message_id or await connection.scalar(
+                sa.select(m.id).where(
+                    m.account_id == account_id,
+                    m.client_ref == CLIENT_REF_PREFIX + ref,
+                    # the message is queued right after its record: this bounds the scan
+                    m.created_at.between(
+                        row.created_at - _QUEUED_WITHIN, row.created_at + _QUEUED_WITHIN
+                    ),
+                )
+            )
+            if message_id is None:
+                await connection.execute(
+                    clevertap_messages.delete().where(cm.ref == ref, cm.message_id.is_(None))
+                )
+                return None
+            await connection.execute(_SETTLE, {"b_ref": ref, "b_message_id": message_id})
+            found = (await connection.execute(_HOLDER.where(cm.ref == ref))).first()
+        return _earlier(found) if found is not None else None
 
     async def forget(self, refs: Sequence[str]) -> None:
         if not refs:
             return
         async with self._db.write() as connection:
-            await connection.execute(clevertap_messages.delete().where(cm.ref.in_(list(refs))))
+            await connection.execute(
+                clevertap_messages.delete().where(cm.ref.in_(list(refs)), cm.message_id.is_(None))
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +316,7 @@ class SqlCleverTapReports(StatusListener):
 
     def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
         self._wake = wake
-        self._finals: weakref.WeakKeyDictionary[AsyncConnection, list[_Final]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._finals = TransactionBuffer(self._write_reports)
 
     async def on_status(
         self,
@@ -218,18 +329,15 @@ class SqlCleverTapReports(StatusListener):
         ref = message.client_ref
         if ref is None or not ref.startswith(CLIENT_REF_PREFIX) or not status.is_final:
             return
-        self._finals.setdefault(connection, []).append(
+        await self._finals.add(
+            connection,
             _Final(
                 ref.removeprefix(CLIENT_REF_PREFIX), message.id, message.account_id, status,
                 error_code or message.error_code, now,
-            )
+            ),
         )  # fmt: skip
-        await before_commit(connection, self._write_reports)
 
-    async def _write_reports(self, connection: AsyncConnection) -> None:
-        finals = self._finals.pop(connection, [])
-        if not finals:
-            return
+    async def _write_reports(self, connection: AsyncConnection, finals: list[_Final]) -> None:
         targets = {
             row.ref: row
             for row in await connection.execute(

@@ -45,6 +45,27 @@ class SqlConsoleStore:
             ).first()
         return _session(row) if row else None
 
+    async def set_flash(self, digest: str, sealed: str) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                console_sessions.update()
+                .where(console_sessions.c.digest == digest)
+                .values(flash=sealed)
+            )
+
+    async def take_flash(self, digest: str) -> str | None:
+        c = console_sessions.c
+        async with self._db.write() as connection:
+            sealed = await connection.scalar(sa.select(c.flash).where(c.digest == digest))
+            if sealed is None:
+                return None
+            taken = await connection.execute(
+                console_sessions.update()
+                .where(c.digest == digest, c.flash == sealed)
+                .values(flash=None)
+            )
+        return sealed if taken.rowcount == 1 else None
+
     async def revoke_session(self, digest: str, now: datetime) -> None:
         c = console_sessions.c
         async with self._db.write() as connection:

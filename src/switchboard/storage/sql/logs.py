@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from switchboard.domain.messages import MessageRecord, MessageStatus
 from switchboard.domain.verification import VerificationRecord, VerificationStatus
 from switchboard.storage.sql.engines import Database
+from switchboard.storage.sql.queue import read_message_events
 from switchboard.storage.sql.rows import message_record, verification_record
-from switchboard.storage.sql.tables import message_events, messages, verifications
+from switchboard.storage.sql.tables import messages, verifications
 
 m = messages.c
 v = verifications.c
-e = message_events.c
 
 
 class SqlLogStore:
@@ -77,12 +77,4 @@ class SqlLogStore:
         return message_record(row) if row else None
 
     async def message_events(self, account_id: str, message_id: str) -> list[dict[str, Any]]:
-        async with self._db.read() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(e.status, e.connector, e.detail, e.at)
-                    .where(e.message_id == message_id, e.account_id == account_id)
-                    .order_by(e.id)
-                )
-            ).all()
-        return [dict(row._mapping) for row in rows]
+        return await read_message_events(self._db, account_id, message_id)

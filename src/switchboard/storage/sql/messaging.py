@@ -8,11 +8,12 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.domain.campaigns import CampaignRecord
 from switchboard.domain.messages import MessageRecord, MessageStatus
-from switchboard.errors import InvalidRequestError
+from switchboard.errors import DuplicateResourceError, InvalidRequestError
 from switchboard.storage.sql.batches import Batches, Waiting
 from switchboard.storage.sql.charges import MessageCharges
 from switchboard.storage.sql.engines import Database
@@ -86,12 +87,22 @@ class SqlMessagingStore:
             item.succeed(None)
 
     async def create_campaign(self, campaign: CampaignRecord) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(
-                campaigns.insert().values(
-                    {name: getattr(campaign, name) for name in CampaignRecord.__slots__}
+        try:
+            async with self._db.write() as connection:
+                await connection.execute(
+                    campaigns.insert().values(
+                        {name: getattr(campaign, name) for name in CampaignRecord.__slots__}
+                    )
                 )
-            )
+        except IntegrityError:
+            # the console chooses the id; a reused one must be the caller's error, not a 500
+            async with self._db.read() as connection:
+                taken = await connection.scalar(sa.select(c.id).where(c.id == campaign.id))
+            if taken is None:
+                raise
+            raise DuplicateResourceError(
+                f"campaignId {campaign.id} is already taken: choose a new one"
+            ) from None
 
     async def stage_campaign_messages(self, batch: Sequence[MessageRecord]) -> None:
         """Insert a batch of a campaign's messages as HELD: none goes out before release.

@@ -947,20 +947,29 @@ class SqlMessageQueue:
         return message_record(row) if row else None
 
     async def message_events(self, account_id: str, message_id: str) -> list[dict[str, Any]]:
-        async with self._db.read() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(
-                        message_events.c.status,
-                        message_events.c.connector,
-                        message_events.c.detail,
-                        message_events.c.at,
-                    )
-                    .where(
-                        message_events.c.message_id == message_id,
-                        message_events.c.account_id == account_id,
-                    )
-                    .order_by(message_events.c.id)
-                )
-            ).all()
+        return await read_message_events(self._db, account_id, message_id)
+
+
+_MESSAGE_EVENTS = (
+    sa.select(
+        message_events.c.status, message_events.c.connector, message_events.c.detail,
+        message_events.c.at,
+    )
+    .where(
+        message_events.c.message_id == sa.bindparam("b_message_id"),
+        message_events.c.account_id == sa.bindparam("b_account_id"),
+    )
+    .order_by(message_events.c.id)
+)  # fmt: skip
+
+
+async def read_message_events(
+    database: Database, account_id: str, message_id: str
+) -> list[dict[str, Any]]:
+    """A message's status history, oldest first (status, connector, detail, at); [] for a
+    message that is not the account's."""
+    async with database.read() as connection:
+        rows = await connection.execute(
+            _MESSAGE_EVENTS, {"b_message_id": message_id, "b_account_id": account_id}
+        )
         return [dict(r._mapping) for r in rows]

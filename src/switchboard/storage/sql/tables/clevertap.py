@@ -16,11 +16,18 @@ clevertap_messages = sa.Table(
     sa.Column("ref", sa.String(32), primary_key=True),
     sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("mid", sa.Text, nullable=False),  # $$MessageID, verbatim: echoed back as `meta`
+    # SHA-256 (hex) of `mid`: a mid runs to 4,096 characters, too long for a portable index.
+    # Unique per account, so a resend of one mid finds the first record (NULL only on rows
+    # that were duplicates already when 0017 added the column).
+    sa.Column("mid_digest", sa.String(64), nullable=True),
+    # the message queued for the record; NULL while it is being queued
+    sa.Column("message_id", sa.String(36), nullable=True),
     sa.Column("clevertap_account", sa.String(100), nullable=True),  # the `account` header
     sa.Column("destination", sa.String(20), nullable=False),  # digits: whom a reply comes from
     _ts("created_at", nullable=False),
     # a reply's `meta`: the newest CleverTap message of the customer to the replying number
     sa.Index("ix_clevertap_messages_reply", "account_id", "destination", "created_at"),
+    sa.Index("uq_clevertap_messages_mid", "account_id", "mid_digest", unique=True),
 )
 
 clevertap_settings = sa.Table(

@@ -30,5 +30,8 @@ console_sessions = sa.Table(
     _ts("created_at", nullable=False),
     _ts("expires_at", nullable=False),
     _ts("revoked_at"),
+    # a POST's one-time result (a new secret) for the page it redirects to, sealed with the
+    # vault; cleared when that page shows it
+    sa.Column("flash", sa.Text, nullable=True),
     sa.Index("ix_console_sessions_subject", "kind", "subject_id"),
 )

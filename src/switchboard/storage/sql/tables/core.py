@@ -32,6 +32,8 @@ accounts = sa.Table(
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
 )
+# the console login finds the account by lower(email)
+sa.Index("ix_accounts_email_lower", sa.func.lower(accounts.c.email))
 
 verifications = sa.Table(
     "verifications",
