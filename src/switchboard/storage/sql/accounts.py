@@ -25,6 +25,11 @@ def _account(row: sa.Row[Any]) -> Account:
     return Account(**{name: values[name] for name in _COLUMNS})
 
 
+def _key(email: str) -> str:
+    """The e-mail as the login looks it up (case-insensitive)."""
+    return email.strip().lower()
+
+
 class SqlAccountStore:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -33,7 +38,7 @@ class SqlAccountStore:
         async with self._db.read() as connection:
             taken = await connection.scalar(
                 sa.select(accounts.c.id).where(
-                    sa.or_(accounts.c.id == account.id, accounts.c.email == account.email)
+                    sa.or_(accounts.c.id == account.id, accounts.c.email_key == _key(account.email))
                 )
             )
         if taken is not None:
@@ -41,7 +46,10 @@ class SqlAccountStore:
         try:
             async with self._db.write() as connection:
                 await connection.execute(
-                    accounts.insert().values({name: getattr(account, name) for name in _COLUMNS})
+                    accounts.insert().values(
+                        {name: getattr(account, name) for name in _COLUMNS},
+                        email_key=_key(account.email),
+                    )
                 )
         except IntegrityError:
             raise DuplicateResourceError("a customer with this id already exists") from None
@@ -58,7 +66,7 @@ class SqlAccountStore:
             row = (
                 await connection.execute(
                     sa.select(accounts)
-                    .where(sa.func.lower(accounts.c.email) == email.strip().lower())
+                    .where(accounts.c.email_key == _key(email))
                     .order_by(accounts.c.created_at)
                     .limit(1)
                 )

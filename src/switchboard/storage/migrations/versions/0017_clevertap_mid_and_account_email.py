@@ -1,4 +1,4 @@
-"""clevertap_messages: one record per (account, mid); accounts: lower(email); console flash
+"""clevertap_messages: one record per (account, mid); accounts: email_key (lower(email)); console flash
 
 Revision ID: 0017
 Revises: 0016
@@ -28,7 +28,14 @@ def upgrade() -> None:
     op.create_index(
         "uq_clevertap_messages_mid", "clevertap_messages", ["account_id", "mid_digest"], unique=True
     )
-    op.create_index("ix_accounts_email_lower", "accounts", [sa.text("lower(email)")])
+    # The login's key: lower(email) kept in a column, not an expression index. Under row-level
+    # security (0016) a qual calling lower(), which is not leakproof, may not use an index.
+    with op.batch_alter_table("accounts") as table:
+        table.add_column(
+            sa.Column("email_key", sa.String(length=320), nullable=False, server_default="")
+        )
+    op.execute("UPDATE accounts SET email_key = lower(email)")
+    op.create_index("ix_accounts_email_key", "accounts", ["email_key"])
     with op.batch_alter_table("console_sessions") as table:
         table.add_column(sa.Column("flash", sa.Text(), nullable=True))
 
@@ -64,7 +71,9 @@ def _fill_digests() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("console_sessions") as table:
         table.drop_column("flash")
-    op.drop_index("ix_accounts_email_lower", table_name="accounts")
+    op.drop_index("ix_accounts_email_key", table_name="accounts")
+    with op.batch_alter_table("accounts") as table:
+        table.drop_column("email_key")
     op.drop_index("uq_clevertap_messages_mid", table_name="clevertap_messages")
     with op.batch_alter_table("clevertap_messages") as table:
         table.drop_column("message_id")
