@@ -47,8 +47,8 @@ class SqlAccountStore:
             async with self._db.write() as connection:
                 await connection.execute(
                     accounts.insert().values(
-                        {name: getattr(account, name) for name in _COLUMNS},
-                        email_key=_key(account.email),
+                        {name: getattr(account, name) for name in _COLUMNS}
+                        | {"email_key": _key(account.email)}
                     )
                 )
         except IntegrityError:
