@@ -1,14 +1,18 @@
 """The fraud guard's CPU per OTP send, in-process, against the send's own CPU.
 
-    python -m bench.fraud --db sqlite|postgres [--count 3000] [--quick]
+    python -m bench.fraud --db sqlite|postgres [--rounds 6] [--sends 500] [--quick]
 
-Three sequential loops over distinct numbers spread over 1,000 prefixes (≤ 5 numbers per
-prefix, so no rule trips): the guard alone (`admit` around nothing), and `verification.start`
-with the guard on and with it off. Each send is also counted as verified (a healthy account:
-without it the conversion monitor rightly pauses the country after two minutes). CPU is this
-process's `time.process_time()`; the guard's share is (on - off) / on, and also guard-alone /
-on. A first pass over the prefixes warms the
-guard's copy of the counters (each new prefix costs one read of its history).
+Two containers on one database: one with the guard on, one with `[fraud] enabled = false`,
+each sending for an account of its own. Their blocks of sequential `verification.start` calls
+alternate in ABBA order (on-off, off-on, …), so both see the same database size, the same
+machine load and the same run order. The guard alone (`admit` around nothing, then the sync
+that exchanges those sends' counts) runs in a block of its own each round. Numbers are
+distinct, spread over 1,000 prefixes (≤ 5 numbers per prefix, so no rule trips), each with a
+new `clientIp`; every send is counted as verified (a healthy account: without it the
+conversion monitor rightly pauses the country after two minutes). A first pass over the
+prefixes warms the guard's copy of the counters (each new prefix costs one read of its
+history). CPU is this process's `time.process_time()` (other engineers load the machine);
+figures are medians over the rounds, with the load average at start and end.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -27,34 +33,40 @@ from typing import Any
 from bench.deployment import PASSWORD, BenchDatabase
 from switchboard.bootstrap import Container, build_container
 from switchboard.config import load_settings
+from switchboard.domain.accounts import Account
 from switchboard.services.verification import SendRequest
 
 PREFIXES = 1000
 
 
 @contextlib.asynccontextmanager
-async def _container(db: str, fraud_on: bool) -> AsyncIterator[Container]:
+async def _containers(db: str) -> AsyncIterator[tuple[Container, Container]]:
+    """(guard on, guard off) on one database."""
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-fraud-"))
     database = BenchDatabase(db, workdir)
     database.create()
     try:
         overrides: dict[str, Any] = {
             "database_url": database.url,
-            "fraud": {"enabled": fraud_on},
             "otp": {"account_daily_quota": 10_000_000},
+            "token_signing_key": secrets.token_hex(64),
+            "otp_pepper": secrets.token_hex(64),
         }
         if db == "postgres":
             from switchboard.storage.sql import migrate
 
-            overrides["token_signing_key"] = secrets.token_hex(64)
-            overrides["otp_pepper"] = secrets.token_hex(64)
             migrate.upgrade(database.url)
-        container = build_container(load_settings(None, **overrides))
-        await container.start(run_workers=False)
+        on = build_container(load_settings(None, **overrides, fraud={"enabled": True}))
+        off = build_container(load_settings(None, **overrides, fraud={"enabled": False}))
+        await on.start(run_workers=False)
         try:
-            yield container
+            await off.start(run_workers=False)
+            try:
+                yield on, off
+            finally:
+                await off.stop()
         finally:
-            await container.stop()
+            await on.stop()
     finally:
         database.drop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -65,66 +77,76 @@ def _number(i: int) -> str:
     return str(9_000_000_000 + (i % PREFIXES) * 1000 + (i // PREFIXES) % 1000)
 
 
-async def _guard_alone(container: Container, count: int) -> float:
-    account = await container.accounts.create_customer(
-        email="g@example.com", password=PASSWORD, customer_id="C-G", name="Guard"
-    )
+def _client_ip(i: int) -> str:
+    return f"10.{i // 62500 % 250}.{i // 250 % 250}.{i % 250}"
+
+
+async def _guard_alone(container: Container, account: Account, first: int, count: int) -> float:
     guard = container.fraud
-    for i in range(PREFIXES):  # warm: one history read per prefix
-        async with guard.admit(account, destination=f"+91{_number(i)}", country_code="91",
-                               client_ip=None, verification_id=i):  # fmt: skip
-            pass
     started = time.process_time()
-    for i in range(PREFIXES, PREFIXES + count):
+    for i in range(first, first + count):
         async with guard.admit(account, destination=f"+91{_number(i)}", country_code="91",
-                               client_ip=f"10.0.{i % 250}.{i % 199}", verification_id=i):  # fmt: skip
+                               client_ip=_client_ip(i), verification_id=i):  # fmt: skip
             pass
         guard.verified(account.id, f"+91{_number(i)}", "91")
+    await guard.sync()  # the exchange of these sends' counts is theirs
     return (time.process_time() - started) / count
 
 
-async def _sends(container: Container, count: int) -> float:
-    account = await container.accounts.create_customer(
-        email="s@example.com", password=PASSWORD, customer_id="C-S", name="Sends"
-    )
-
-    async def send(i: int) -> None:
+async def _sends(container: Container, account: Account, first: int, count: int) -> float:
+    started = time.process_time()
+    for i in range(first, first + count):
         # every user enters the code: the conversion monitor sees a healthy account
         container.fraud.verified(account.id, f"+91{_number(i)}", "91")
         await container.verification.start(
             account,
             SendRequest(
                 country_code="91", mobile_number=_number(i), flow_type="SMS",
-                client_ip=f"10.0.{i % 250}.{i % 199}",
+                client_ip=_client_ip(i),
             ),
         )  # fmt: skip
-
-    for i in range(PREFIXES):
-        await send(i)
-    started = time.process_time()
-    for i in range(PREFIXES, PREFIXES + count):
-        await send(i)
     return (time.process_time() - started) / count
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--count", type=int, default=3000)
-    parser.add_argument("--quick", action="store_true", help="1,000 sends per loop")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--sends", type=int, default=500, help="sends per block")
+    parser.add_argument("--quick", action="store_true", help="4 rounds of 250 sends")
     options = parser.parse_args()
-    count = min(options.count, 1000) if options.quick else options.count
-    count = min(count, 4 * PREFIXES)  # ≤ 5 numbers per prefix: below every threshold
-    async with _container(options.db, True) as container:
-        alone = await _guard_alone(container, count)
-    async with _container(options.db, True) as container:
-        on = await _sends(container, count)
-    async with _container(options.db, False) as container:
-        off = await _sends(container, count)
+    rounds, count = (4, 250) if options.quick else (options.rounds, options.sends)
+    count = min(count, 4 * PREFIXES // rounds)  # ≤ 5 numbers per prefix: below every threshold
+    load_before = os.getloadavg()
+    async with _containers(options.db) as (on, off):
+        accounts = {}
+        for name, container in (("on", on), ("off", off), ("alone", on)):
+            accounts[name] = await container.accounts.create_customer(
+                email=f"{name}@example.com", password=PASSWORD, customer_id=f"C-{name}",
+                name=name,
+            )  # fmt: skip
+        await _guard_alone(on, accounts["alone"], 0, PREFIXES)  # warm
+        await _sends(on, accounts["on"], 0, PREFIXES)
+        await _sends(off, accounts["off"], 0, PREFIXES)
+        figures: dict[str, list[float]] = {"alone": [], "on": [], "off": []}
+        for round_ in range(rounds):
+            first = PREFIXES + round_ * count
+            order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
+            for name in order:
+                container = on if name == "on" else off
+                figures[name].append(await _sends(container, accounts[name], first, count))
+            figures["alone"].append(await _guard_alone(on, accounts["alone"], first, count))
+    load_after = os.getloadavg()
+    alone, with_guard, without = (statistics.median(figures[n]) for n in ("alone", "on", "off"))
+    differences = [a - b for a, b in zip(figures["on"], figures["off"], strict=True)]
+    difference = statistics.median(differences)
     print(
-        f"fraud {options.db:8} | {count} sends | guard alone {alone * 1e6:.1f} µs "
-        f"({alone / on:.1%} of a send) | send with guard {on * 1e6:.0f} µs, without "
-        f"{off * 1e6:.0f} µs (difference {(on - off) / on:+.1%})"
+        f"fraud {options.db:8} | {rounds} rounds x {count} sends | load "
+        f"{load_before[0]:.1f} → {load_after[0]:.1f} | guard alone {alone * 1e6:.1f} µs "
+        f"({alone / with_guard:.1%} of a send) | send with guard {with_guard * 1e6:.0f} µs, "
+        f"without {without * 1e6:.0f} µs | paired difference {difference * 1e6:+.0f} µs "
+        f"({difference / with_guard:+.1%}; rounds "
+        f"{', '.join(f'{d * 1e6:+.0f}' for d in differences)})"
     )
 
 

@@ -25,7 +25,7 @@ from switchboard.domain.accounts import Account
 from switchboard.errors import InvalidCountryCodeError, InvalidRequestError, LimitReachedError
 from switchboard.fraud import rules
 from switchboard.fraud.rules import Mode, Rule, Thresholds, Trip
-from switchboard.fraud.store import BlockQuery, CounterStore, FraudBlock, FraudStore
+from switchboard.fraud.store import BlockQuery, Bucket, CounterStore, FraudBlock, FraudStore
 from switchboard.observability import get_logger
 
 log = get_logger("switchboard.fraud")
@@ -67,6 +67,14 @@ class _Series:
     def add(self, minute: int, count: int) -> None:
         self.buckets[minute] = self.buckets.get(minute, 0) + count
         if minute < self.last:  # a late correction (a count given back) inside a kept sum
+            self.sums.clear()
+            self.last = 0
+
+    def forget_before(self, minute: int) -> None:
+        old = [m for m in self.buckets if m < minute]
+        for m in old:
+            del self.buckets[m]
+        if old:
             self.sums.clear()
             self.last = 0
 
@@ -183,6 +191,7 @@ class FraudGuard:
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         self._synced_at = float("-inf")
+        self._synced_minute = 0
         self._pruned_at = float("-inf")
 
     @property
@@ -491,10 +500,16 @@ class FraudGuard:
     async def _sync(self) -> None:
         now = self._clock.now()
         minute = int(now.timestamp()) // 60
-        await self._send_counts()
+        totals = await self._send_counts()
         await self._flush_hits()
         oldest = minute - (self._limits.baseline_s // 60) - 2
-        await self._read_back(minute, oldest)
+        # The upsert answered the written buckets' totals: between minute changes only the
+        # counters used but not written are read back; at a minute's first sync every used one
+        # (the other processes' last counts of the minutes before, sent after our writes).
+        rollover = minute != self._synced_minute
+        self._synced_minute = minute
+        written = self._apply_totals(totals)
+        await self._read_back(minute, oldest, set() if rollover else written)
         holds = await self._store.active_holds(now)
         self._holds = {(b.account_id, b.rule, b.subject): b for b in holds}
         if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
@@ -504,19 +519,17 @@ class FraudGuard:
         window = self._limits.prefix_window_s // 60
         if len(self._numbers) > 10_000:
             self._numbers = {k: m for k, m in self._numbers.items() if minute - m < window}
+        if rollover:
+            for series in self._series.values():
+                series.forget_before(oldest)
 
-    async def _send_counts(self) -> None:
+    async def _send_counts(self) -> dict[Bucket, int]:
         sent, self._pending = self._pending, {}
+        increments = {
+            (k[0], k[1], m): n for k, minutes in sent.items() for m, n in minutes.items() if n
+        }
         try:
-            if sent:
-                await self._counters.add(
-                    {
-                        (k[0], k[1], m): n
-                        for k, minutes in sent.items()
-                        for m, n in minutes.items()
-                        if n
-                    }
-                )
+            return await self._counters.add(increments) if increments else {}
         except BaseException:
             for key, minutes in sent.items():
                 for minute, count in minutes.items():
@@ -524,20 +537,37 @@ class FraudGuard:
                     again[minute] = again.get(minute, 0) + count
             raise
 
-    async def _read_back(self, minute: int, oldest: int) -> None:
+    def _apply_totals(self, totals: Mapping[Bucket, int]) -> set[_Key]:
+        """The store's totals of the buckets just sent plus what this process counted since
+        (during the write); answers the counters they belong to."""
+        written: set[_Key] = set()
+        for (account_id, name, minute), total in totals.items():
+            key = (account_id, name)
+            written.add(key)
+            series = self._series.get(key)
+            if series is None:
+                continue
+            value = total + self._pending.get(key, {}).get(minute, 0)
+            if series.buckets.get(minute, 0) != value:
+                series.put(minute, value)
+        return written
+
+    async def _read_back(self, minute: int, oldest: int, skip: set[_Key]) -> None:
         """The other processes' counts: the last minutes of the counters used since the last
-        sync, the whole history of those new here or used again after a pause (`_cold`).
-        Counters unused for longer than a window are dropped (read again on their next use)."""
+        sync (but those in `skip`), the whole history of those new here or used again after a
+        pause (`_cold`). Counters unused for longer than a window are dropped (read again on
+        their next use)."""
         recent = minute - 5
         idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
                      self._limits.ip_window_s)  # fmt: skip
         started = time.monotonic()
         hot: dict[str, list[str]] = {}
-        for (account_id, name), series in list(self._series.items()):
+        for key, series in list(self._series.items()):
             if started - series.used > idle_s:
-                del self._series[(account_id, name)]
+                del self._series[key]
             elif series.used >= self._synced_at:
-                hot.setdefault(account_id, []).append(name)
+                if key not in skip:
+                    hot.setdefault(key[0], []).append(key[1])
             else:
                 series.stale = True
         cold, self._cold = self._cold, {}
@@ -546,7 +576,7 @@ class FraudGuard:
                 for chunk in range(0, len(every), _READ_CHUNK):
                     names = every[chunk : chunk + _READ_CHUNK]
                     read = await self._counters.read(account_id, names, since)
-                    self._merge(account_id, names, read, since, minute, oldest)
+                    self._merge(account_id, names, read, since, minute)
 
     def _merge(
         self,
@@ -555,7 +585,6 @@ class FraudGuard:
         read: Mapping[str, Mapping[int, int]],
         recent: int,
         minute: int,
-        oldest: int,
     ) -> None:
         """The store's latest buckets (which hold every process's sends so far) plus what this
         process counted since it sent its own."""
@@ -565,13 +594,16 @@ class FraudGuard:
                 continue
             stored = read.get(name, {})
             local = self._pending.get((account_id, name), {})
+            buckets = series.buckets
             # `recent`: the first minute read; a minute neither side has stays absent
-            for m in {*stored, *(m for m in series.buckets if recent <= m <= minute)}:
-                value = stored.get(m, 0) + local.get(m, 0)
-                if series.buckets.get(m, 0) != value:
+            for m in [m for m in buckets if recent <= m <= minute and m not in stored]:
+                value = local.get(m, 0)
+                if buckets[m] != value:
                     series.put(m, value)
-            for m in [m for m in series.buckets if m < oldest]:
-                del series.buckets[m]
+            for m, count in stored.items():
+                value = count + local.get(m, 0)
+                if buckets.get(m, 0) != value:
+                    series.put(m, value)
 
     async def _load(self, account_id: str, names: set[str]) -> None:
         """Read the history of counters this process has not used yet."""
