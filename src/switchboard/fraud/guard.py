@@ -283,10 +283,19 @@ class FraudGuard:
             admission.new_number = (seen, last)
         if ip_key is not None:
             counted.append((account.id, f"ip:{ip_key}"))
-        for key in counted:
-            self._count(key, minute, 1)
+        self._take(counted, minute)
         admission.counted = counted
         return admission
+
+    def _take(self, counted: list[_Key], minute: int) -> None:
+        """One send in each of the loaded counters `counted` (the send path's `_count`)."""
+        pending, series = self._pending, self._series
+        for key in counted:
+            minutes = pending.get(key)
+            if minutes is None:
+                minutes = pending[key] = {}
+            minutes[minute] = minutes.get(minute, 0) + 1
+            series[key].add(minute, 1)
 
     def _policy(self, account: Account) -> AccountRules:
         cached = self._rules.get(account.id)
@@ -363,28 +372,27 @@ class FraudGuard:
         first = minute - limits.conversion_window_s // 60 + 1
         settled = minute - -(-limits.conversion_grace_s // 60)  # sends that had time to verify
 
-        def seen(sent: str, verified: str, start: int) -> rules.Conversion:
-            return rules.Conversion(
-                self._series[(account_id, sent)].total(start, settled),
-                self._series[(account_id, verified)].total(start, minute),
-            )
-
-        baseline = seen("a", "av", minute - limits.baseline_s // 60 + 1)
-        normal = rules.normal_conversion(baseline, limits)
-        return rules.check_conversion(
-            {
-                shown: (
-                    seen(f"p:{prefix}", f"pv:{prefix}", first),
-                    limits.conversion_min_prefix_sends,
-                ),
-                f"+{country_code}": (
-                    seen(f"c:{country_code}", f"cv:{country_code}", first),
-                    limits.conversion_min_country_sends,
-                ),
-            },
-            normal,
-            limits,
+        series = self._series
+        scopes: dict[str, tuple[rules.Conversion, int]] = {}
+        for subject, sent, verified, min_sends in (
+            (shown, f"p:{prefix}", f"pv:{prefix}", limits.conversion_min_prefix_sends),
+            (f"+{country_code}", f"c:{country_code}", f"cv:{country_code}",
+             limits.conversion_min_country_sends),
+        ):  # fmt: skip
+            sends = series[(account_id, sent)].total(first, settled)
+            if sends >= min_sends:  # a smaller sample is not judged (most ranges)
+                scopes[subject] = (
+                    rules.Conversion(sends, series[(account_id, verified)].total(first, minute)),
+                    min_sends,
+                )
+        if not scopes:
+            return None
+        start = minute - limits.baseline_s // 60 + 1
+        baseline = rules.Conversion(
+            series[(account_id, "a")].total(start, settled),
+            series[(account_id, "av")].total(start, minute),
         )
+        return rules.check_conversion(scopes, rules.normal_conversion(baseline, limits), limits)
 
     async def _refuse(self, admission: Admission, trip: Trip, now: datetime) -> None:
         """Record the refusal (a new record, or one more hit on its hold) and raise."""

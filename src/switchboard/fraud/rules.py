@@ -222,7 +222,14 @@ def check_conversion(
 def client_ip_key(raw: str) -> str:
     """The address rate-limited for a `clientIp`: itself for IPv4, its /64 for IPv6 (one
     subscriber's allocation). Raises ValueError for something that is not an address."""
-    address = ipaddress.ip_address(raw.strip())
+    value = raw.strip()
+    octets = value.split(".")
+    # the common case without ipaddress' objects: a dotted quad already in its shortest form
+    if len(octets) == 4 and all(
+        o.isdigit() and o.isascii() and int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets
+    ):
+        return value
+    address = ipaddress.ip_address(value)
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
