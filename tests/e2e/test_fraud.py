@@ -14,7 +14,8 @@ from tests.e2e.conftest import PASSWORD
 
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
-from switchboard.storage.sql.tables import messages, verifications
+from switchboard.fraud.store import BlockQuery
+from switchboard.storage.sql.tables import fraud_blocks, messages, verifications
 from switchboard.testing.client import MessageCentralClient
 
 ATTACK_RANGE = 9876500000  # +919876500xxx: one 1k prefix
@@ -186,6 +187,43 @@ async def test_a_country_outside_the_permissions_gets_511_with_a_record(
     assert block["subject"] == "44"
     assert block["figures"]["permitted"] == ["91"]
     assert block["blockId"] in uk["errorMessage"]
+
+
+async def test_a_refusal_by_the_allowed_countries_is_recorded_as_a_country_block(
+    guarded: Callable[..., Any],
+) -> None:
+    container, mc = await guarded()
+    await container.accounts.update("C-1", settings={"allowed_countries": ["91"]})
+    uk = (await mc.send_otp(countryCode="44", mobileNumber="7911123456")).json()
+    assert uk["responseCode"] == 511
+    assert "blocked by fraud guard (country)" in uk["errorMessage"]
+    again = (await mc.send_otp(countryCode="44", mobileNumber="7911123457")).json()
+    assert again["responseCode"] == 511
+    [block] = await _blocks(mc, rule="country")
+    assert block["blockId"] in uk["errorMessage"]
+    assert block["blockId"] in again["errorMessage"]  # one record for the hour, two hits
+    assert block["hits"] == 2
+    assert block["subject"] == "44"
+    assert block["destination"] == "+447911123456"
+    assert block["figures"] == {
+        "countryCode": "44", "permitted": ["91"], "setting": "allowed_countries"
+    }  # fmt: skip
+    assert "not permitted" in block["reason"]
+    assert await _count(container, verifications) == 0
+    page = await container.fraud.blocks("C-1", BlockQuery(rule="country"))
+    assert [b.id for b in page] == [block["blockId"]]
+
+
+async def test_an_account_without_a_guard_gets_the_plain_511_for_a_country(
+    guarded: Callable[..., Any],
+) -> None:
+    container, mc = await guarded(fraud={"enabled": False})
+    await container.accounts.update("C-1", settings={"allowed_countries": ["91"]})
+    uk = (await mc.send_otp(countryCode="44", mobileNumber="7911123456")).json()
+    assert uk["responseCode"] == 511
+    assert "not enabled for this account" in uk["errorMessage"]
+    async with container.database.read() as connection:
+        assert await connection.scalar(sa.select(sa.func.count()).select_from(fraud_blocks)) == 0
 
 
 async def test_more_than_ten_sends_from_one_client_ip_in_an_hour_are_refused(

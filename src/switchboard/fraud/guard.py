@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -286,6 +286,31 @@ class FraudGuard:
         self._take(counted, minute)
         admission.counted = counted
         return admission
+
+    async def refuse_country(
+        self,
+        account: Account,
+        *,
+        destination: str,
+        country_code: str,
+        client_ip: str | None,
+        permitted: frozenset[str],
+    ) -> None:
+        """The account's `allowed_countries` refused the send before the rules ran: recorded
+        as the country rule's refusal (one record per country an hour, later ones as hits),
+        then 511. Only an account whose guard is off (or a record that cannot be written)
+        gets the plain 511."""
+        trip = rules.check_country(country_code, permitted)
+        assert trip is not None
+        trip = replace(trip, figures={**trip.figures, "setting": "allowed_countries"})
+        if not self._policy(account).active:
+            return
+        try:
+            ip_key = rules.client_ip_key(client_ip) if client_ip and client_ip.strip() else None
+        except ValueError:  # the country answers first, as without the guard
+            ip_key = None
+        admission = Admission(account.id, destination, country_code, ip_key)
+        await self._refuse(admission, trip, self._clock.now())
 
     def _take(self, counted: list[_Key], minute: int) -> None:
         """One send in each of the loaded counters `counted` (the send path's `_count`)."""
@@ -710,8 +735,6 @@ def _held(block: FraudBlock) -> Trip:
 
 
 def _with_until(block: FraudBlock, until: datetime) -> FraudBlock:
-    from dataclasses import replace
-
     return replace(block, until=until)
 
 
