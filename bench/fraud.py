@@ -2,10 +2,11 @@
 
     python -m bench.fraud --db sqlite|postgres [--rounds 6] [--sends 500] [--quick]
 
-Two containers on one database: one with the guard on, one with `[fraud] enabled = false`,
-each sending for an account of its own. Their blocks of sequential `verification.start` calls
-alternate in ABBA order (on-off, off-on, …), so both see the same database size, the same
-machine load and the same run order. The guard alone (`admit` around nothing, then the sync
+Containers on one database: one with the guard on, one with `[fraud] enabled = false`,
+each sending for an account of its own, and a third whose guard screens without sending.
+The first two's blocks of sequential `verification.start` calls alternate in ABBA order
+(on-off, off-on, …), so both see the same database size, the same machine load and the
+same run order. The guard alone (`admit` around nothing, then the sync
 that exchanges those sends' counts) runs in a block of its own each round. Numbers are
 distinct, spread over 1,000 prefixes (≤ 5 numbers per prefix, so no rule trips), each with a
 new `clientIp`; every send is counted as verified (a healthy account: without it the
@@ -40,8 +41,8 @@ PREFIXES = 1000
 
 
 @contextlib.asynccontextmanager
-async def _containers(db: str) -> AsyncIterator[tuple[Container, Container]]:
-    """(guard on, guard off) on one database."""
+async def _containers(db: str) -> AsyncIterator[tuple[Container, Container, Container]]:
+    """(guard on, guard off, guard alone) on one database: each guard syncs its own sends."""
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-fraud-"))
     database = BenchDatabase(db, workdir)
     database.create()
@@ -56,17 +57,15 @@ async def _containers(db: str) -> AsyncIterator[tuple[Container, Container]]:
             from switchboard.storage.sql import migrate
 
             migrate.upgrade(database.url)
-        on = build_container(load_settings(None, **overrides, fraud={"enabled": True}))
-        off = build_container(load_settings(None, **overrides, fraud={"enabled": False}))
-        await on.start(run_workers=False)
-        try:
-            await off.start(run_workers=False)
-            try:
-                yield on, off
-            finally:
-                await off.stop()
-        finally:
-            await on.stop()
+        built = [
+            build_container(load_settings(None, **overrides, fraud={"enabled": enabled}))
+            for enabled in (True, False, True)
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            for container in built:
+                await container.start(run_workers=False)
+                stack.push_async_callback(container.stop)
+            yield built[0], built[1], built[2]
     finally:
         database.drop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -118,14 +117,14 @@ async def main() -> None:
     rounds, count = (4, 250) if options.quick else (options.rounds, options.sends)
     count = min(count, 4 * PREFIXES // rounds)  # ≤ 5 numbers per prefix: below every threshold
     load_before = os.getloadavg()
-    async with _containers(options.db) as (on, off):
+    async with _containers(options.db) as (on, off, alone):
         accounts = {}
-        for name, container in (("on", on), ("off", off), ("alone", on)):
+        for name, container in (("on", on), ("off", off), ("alone", alone)):
             accounts[name] = await container.accounts.create_customer(
                 email=f"{name}@example.com", password=PASSWORD, customer_id=f"C-{name}",
                 name=name,
             )  # fmt: skip
-        await _guard_alone(on, accounts["alone"], 0, PREFIXES)  # warm
+        await _guard_alone(alone, accounts["alone"], 0, PREFIXES)  # warm
         await _sends(on, accounts["on"], 0, PREFIXES)
         await _sends(off, accounts["off"], 0, PREFIXES)
         figures: dict[str, list[float]] = {"alone": [], "on": [], "off": []}
@@ -135,7 +134,7 @@ async def main() -> None:
             for name in order:
                 container = on if name == "on" else off
                 figures[name].append(await _sends(container, accounts[name], first, count))
-            figures["alone"].append(await _guard_alone(on, accounts["alone"], first, count))
+            figures["alone"].append(await _guard_alone(alone, accounts["alone"], first, count))
     load_after = os.getloadavg()
     alone, with_guard, without = (statistics.median(figures[n]) for n in ("alone", "on", "off"))
     differences = [a - b for a, b in zip(figures["on"], figures["off"], strict=True)]

@@ -192,6 +192,10 @@ class FraudGuard:
         self._lock = asyncio.Lock()
         self._synced_at = float("-inf")
         self._synced_minute = 0
+        self._generation = 0  # syncs so far: what the verdicts below were judged on
+        self._country_verdicts: dict[tuple[str, str], tuple[tuple[int, int], Trip | None]] = {}
+        self._normals: dict[str, tuple[tuple[int, int], float]] = {}
+        self._background: asyncio.Task[None] | None = None
         self._pruned_at = float("-inf")
 
     @property
@@ -243,10 +247,10 @@ class FraudGuard:
             limits = self._limits
             prefix = rules.prefix_of(destination, limits.wildcard_digits)
             shown = rules.shown_prefix(prefix, limits.wildcard_digits)
-            names = {"a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
-                     f"cv:{country_code}"}  # fmt: skip
+            names: tuple[str, ...] = ("a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
+                     f"cv:{country_code}")  # fmt: skip
             if ip_key is not None:
-                names.add(f"ip:{ip_key}")
+                names = (*names, f"ip:{ip_key}")
             await self._load(account.id, names)
         except Exception as exc:
             if policy.fail_open:
@@ -393,31 +397,59 @@ class FraudGuard:
     def _conversion(
         self, account_id: str, prefix: str, shown: str, country_code: str, minute: int
     ) -> Trip | None:
+        """The range's conversion, then the country's. A country's figures (and the account's
+        normal) move with other processes' counts and verifications, not with this send (its
+        send is not settled yet): they are judged once per sync and minute."""
         limits = self._limits
         first = minute - limits.conversion_window_s // 60 + 1
         settled = minute - -(-limits.conversion_grace_s // 60)  # sends that had time to verify
-
         series = self._series
-        scopes: dict[str, tuple[rules.Conversion, int]] = {}
-        for subject, sent, verified, min_sends in (
-            (shown, f"p:{prefix}", f"pv:{prefix}", limits.conversion_min_prefix_sends),
-            (f"+{country_code}", f"c:{country_code}", f"cv:{country_code}",
-             limits.conversion_min_country_sends),
-        ):  # fmt: skip
-            sends = series[(account_id, sent)].total(first, settled)
-            if sends >= min_sends:  # a smaller sample is not judged (most ranges)
-                scopes[subject] = (
-                    rules.Conversion(sends, series[(account_id, verified)].total(first, minute)),
-                    min_sends,
-                )
-        if not scopes:
-            return None
+        sends = series[(account_id, f"p:{prefix}")].total(first, settled)
+        if sends >= limits.conversion_min_prefix_sends:  # a smaller sample (most ranges): no
+            seen = rules.Conversion(
+                sends, series[(account_id, f"pv:{prefix}")].total(first, minute)
+            )
+            trip = rules.check_conversion(
+                {shown: (seen, limits.conversion_min_prefix_sends)},
+                self._normal(account_id, minute),
+                limits,
+            )
+            if trip is not None:
+                return trip
+        stamp = (minute, self._generation)
+        key = (account_id, country_code)
+        cached = self._country_verdicts.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        trip = None
+        sends = series[(account_id, f"c:{country_code}")].total(first, settled)
+        if sends >= limits.conversion_min_country_sends:
+            seen = rules.Conversion(
+                sends, series[(account_id, f"cv:{country_code}")].total(first, minute)
+            )
+            trip = rules.check_conversion(
+                {f"+{country_code}": (seen, limits.conversion_min_country_sends)},
+                self._normal(account_id, minute),
+                limits,
+            )
+        self._country_verdicts[key] = (stamp, trip)
+        return trip
+
+    def _normal(self, account_id: str, minute: int) -> float:
+        stamp = (minute, self._generation)
+        cached = self._normals.get(account_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        limits = self._limits
         start = minute - limits.baseline_s // 60 + 1
+        settled = minute - -(-limits.conversion_grace_s // 60)
         baseline = rules.Conversion(
-            series[(account_id, "a")].total(start, settled),
-            series[(account_id, "av")].total(start, minute),
+            self._series[(account_id, "a")].total(start, settled),
+            self._series[(account_id, "av")].total(start, minute),
         )
-        return rules.check_conversion(scopes, rules.normal_conversion(baseline, limits), limits)
+        normal = rules.normal_conversion(baseline, limits)
+        self._normals[account_id] = (stamp, normal)
+        return normal
 
     async def _refuse(self, admission: Admission, trip: Trip, now: datetime) -> None:
         """Record the refusal (a new record, or one more hit on its hold) and raise."""
@@ -496,10 +528,34 @@ class FraudGuard:
 
     def verified(self, account_id: str, destination: str, country_code: str) -> None:
         """A code was verified: the conversion monitor's numerator."""
+        if not self._options.enabled:  # nobody reads these counts: they would pile up here
+            return
         minute = int(self._clock.now().timestamp()) // 60
         prefix = rules.prefix_of(destination, self._limits.wildcard_digits)
         for name in ("av", f"pv:{prefix}", f"cv:{country_code}"):
             self._count((account_id, name), minute, 1)
+        self._sync_soon()
+
+    def _sync_soon(self) -> None:
+        """A process that checks codes but screens no sends still sends its counts: a sync in
+        the background once the copy is older than the interval (screening syncs inline)."""
+        if self._background is not None or (
+            time.monotonic() - self._synced_at < self._options.sync_interval_s
+        ):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the event loop (a script): the next screen syncs
+            return
+        self._background = loop.create_task(self._background_sync())
+
+    async def _background_sync(self) -> None:
+        try:
+            await self._refresh()
+        except Exception:  # kept for the next sync; the send path fails closed on its own
+            log.warning("fraud guard: background sync failed", exc_info=True)
+        finally:
+            self._background = None
 
     # -- the shared counters ---------------------------------------------------------------
 
@@ -528,6 +584,8 @@ class FraudGuard:
             self._synced_at = time.monotonic()
 
     async def close(self) -> None:
+        if self._background is not None:
+            await self._background
         await self._counters.close()
 
     async def _sync(self) -> None:
@@ -555,6 +613,7 @@ class FraudGuard:
         if rollover:
             for series in self._series.values():
                 series.forget_before(oldest)
+        self._generation += 1
 
     async def _send_counts(self) -> dict[Bucket, int]:
         sent, self._pending = self._pending, {}
@@ -638,9 +697,22 @@ class FraudGuard:
                 if buckets.get(m, 0) != value:
                     series.put(m, value)
 
-    async def _load(self, account_id: str, names: set[str]) -> None:
+    async def _load(self, account_id: str, names: tuple[str, ...]) -> None:
         """Read the history of counters this process has not used yet."""
-        missing = [n for n in names if (account_id, n) not in self._series]
+        loaded = self._series
+        now_s = time.monotonic()
+        missing = []
+        for name in names:
+            series = loaded.get((account_id, name))
+            if series is None:
+                missing.append(name)
+                continue
+            series.used = now_s
+            if series.stale:  # judged on what this process has; the next sync catches up
+                series.stale = False
+                self._cold.setdefault(account_id, set()).add(name)
+        if not missing:
+            return
         # An address is new on most sends: its history is read with the next sync, for all
         # new addresses at once, not before this send (which sees this process's counts).
         for name in [n for n in missing if n.startswith("ip:")]:
@@ -658,13 +730,8 @@ class FraudGuard:
                         self._series[(account_id, name)] = _Series(
                             self._pending_of(account_id, name, read.get(name, {}))
                         )
-        now_s = time.monotonic()
-        for name in names:
-            series = self._series[(account_id, name)]
-            series.used = now_s
-            if series.stale:  # judged on what this process has; the next sync catches up
-                series.stale = False
-                self._cold.setdefault(account_id, set()).add(name)
+        for name in missing:
+            loaded[(account_id, name)].used = now_s
 
     def _pending_of(
         self, account_id: str, name: str, stored: Mapping[int, int] | None = None
