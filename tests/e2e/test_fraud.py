@@ -14,8 +14,10 @@ from tests.e2e.conftest import PASSWORD
 
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
+from switchboard.fraud.guard import FraudBlockedError
 from switchboard.fraud.store import BlockQuery
-from switchboard.storage.sql.tables import fraud_blocks, messages, verifications
+from switchboard.services.verification import SendRequest
+from switchboard.storage.sql.tables import fraud_blocks, fraud_counters, messages, verifications
 from switchboard.testing.client import MessageCentralClient
 
 ATTACK_RANGE = 9876500000  # +919876500xxx: one 1k prefix
@@ -326,3 +328,51 @@ async def test_healthy_conversion_pauses_nothing(
             assert (await mc.validate(answer["data"]["verificationId"], code)).status_code == 200
     clock.advance(180)
     assert (await mc.send_otp(mobileNumber=str(NORMAL[100]))).json()["responseCode"] == 200
+
+
+async def test_an_attack_spread_over_two_processes_is_judged_on_both_counts_near_the_limit(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    # A sync interval of a minute: without the exchange near the limit each process would see
+    # only its own half of the range's numbers, and the attack would pass the floor twice over.
+    settings = make_settings(fraud={"sync_interval_s": 60})
+    first, second = (build_container(settings, clock=clock) for _ in range(2))
+    await first.start(run_workers=False)
+    await second.start(run_workers=False)
+    try:
+        account = await first.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+        answers: list[int] = []
+        for i in range(30):
+            clock.advance(1)
+            process = (first, second)[i % 2]
+            try:
+                await process.verification.start(
+                    account,
+                    SendRequest(
+                        country_code="91", mobile_number=str(ATTACK_RANGE + i), flow_type="SMS"
+                    ),
+                )
+                answers.append(200)
+            except FraudBlockedError:
+                answers.append(800)
+        floor = first.fraud.limits.prefix_floor
+        passed = answers.count(200)
+        # Each process exchanges the range once it alone sees half the limit; the other's
+        # last send before its own exchange is the one it cannot see: at most one past the
+        # floor (each process alone would have let its own ten through: twenty).
+        assert floor <= passed <= floor + 1
+        assert answers == [200] * passed + [800] * (30 - passed)
+        assert await _count(first, verifications) == passed
+        # the refused sends were given back: the store counts the numbers that went out
+        await first.fraud.sync()
+        await second.fraud.sync()
+        counted = sa.select(sa.func.sum(fraud_counters.c.count)).where(
+            fraud_counters.c.account_id == account.id, fraud_counters.c.name == "p:+919876500"
+        )
+        async with first.database.read() as connection:
+            assert await connection.scalar(counted) == passed
+    finally:
+        await second.stop()
+        await first.stop()

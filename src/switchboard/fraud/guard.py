@@ -252,6 +252,13 @@ class FraudGuard:
             if ip_key is not None:
                 names = (*names, f"ip:{ip_key}")
             await self._load(account.id, names)
+            minute = int(now.timestamp()) // 60
+            seen = (account.id, destination)
+            last = self._numbers.get(seen)
+            fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
+            stored = None
+            if fresh and policy.modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
+                stored = await self._exchange_near_limit(account.id, prefix, shown, now)
         except Exception as exc:
             if policy.fail_open:
                 log.warning("fraud check unavailable; failing open", error=type(exc).__name__)
@@ -262,21 +269,17 @@ class FraudGuard:
                 block_id=None,
                 retry_after_s=30,
             ) from None
-        minute = int(now.timestamp()) // 60
         admission.minute = minute
-        seen = (account.id, destination)
-        last = self._numbers.get(seen)
-        fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
         trips = self._judge(
             account.id, policy, destination, prefix, shown, country_code, ip_key, now, minute,
             fresh=fresh,
         )  # fmt: skip
-        for trip in trips:
-            mode = policy.modes[trip.rule]
-            if mode is Mode.ON:
-                await self._refuse(admission, trip, now)
-            if mode is Mode.MONITOR:
-                admission.monitored.append(trip)
+        try:
+            await self._apply(admission, policy, trips, now)
+        except BaseException:
+            if stored is not None:
+                await self._give_back(stored, minute)
+            raise
         counted = [(account.id, n) for n in ("a", f"c:{country_code}")]
         # The range counts numbers, not sends: one user's resends are the per-number limits'
         # business, pumping is many numbers in one range. (Per process: a number sent to by
@@ -287,9 +290,20 @@ class FraudGuard:
             admission.new_number = (seen, last)
         if ip_key is not None:
             counted.append((account.id, f"ip:{ip_key}"))
-        self._take(counted, minute)
+        self._take(counted, minute, stored)
         admission.counted = counted
         return admission
+
+    async def _apply(
+        self, admission: Admission, policy: AccountRules, trips: list[Trip], now: datetime
+    ) -> None:
+        """Refuse the send on the first trip of a rule that is on; note the monitor-only."""
+        for trip in trips:
+            mode = policy.modes[trip.rule]
+            if mode is Mode.ON:
+                await self._refuse(admission, trip, now)
+            if mode is Mode.MONITOR:
+                admission.monitored.append(trip)
 
     async def refuse_country(
         self,
@@ -316,10 +330,65 @@ class FraudGuard:
         admission = Admission(account.id, destination, country_code, ip_key)
         await self._refuse(admission, trip, self._clock.now())
 
-    def _take(self, counted: list[_Key], minute: int) -> None:
-        """One send in each of the loaded counters `counted` (the send path's `_count`)."""
+    async def _exchange_near_limit(
+        self, account_id: str, prefix: str, shown: str, now: datetime
+    ) -> _Key | None:
+        """A range past half its limit is exchanged with the store before the send is judged:
+        this process's unsent numbers of it and this send written, every process's read back
+        (judged without this send, given back if refused). So an attack spread over
+        processes is judged on every process's counts once it nears the limit, not a sync
+        interval late; a range far below it (nearly all of them) costs nothing. Answers the
+        counter this send is already stored in."""
+        hold = self._holds.get((account_id, Rule.PREFIX_VELOCITY.value, shown))
+        if hold is not None and hold.until is not None and hold.until > now:
+            return None  # refused anyway
+        key = (account_id, f"p:{prefix}")
+        minute = int(now.timestamp()) // 60
+        limits = self._limits
+        window = limits.prefix_window_s // 60
+        series = self._series[key]
+        in_window = series.total(minute - window + 1, minute)
+        before = series.total(minute - limits.baseline_s // 60 + 1, minute - window)
+        if (in_window + 1) * 2 <= rules.prefix_limit(before, limits):
+            return None
+        name = key[1]
+        unsent = self._pending.pop(key, {})
+        try:
+            await self._counters.add(
+                {(account_id, name, m): n + (m == minute) for m, n in {minute: 0, **unsent}.items()}
+            )
+        except BaseException:
+            for m, n in unsent.items():
+                again = self._pending.setdefault(key, {})
+                again[m] = again.get(m, 0) + n
+            raise
+        since = minute - window + 1
+        try:
+            read = await self._counters.read(account_id, [name], since)
+        except BaseException:
+            await self._give_back(key, minute)
+            raise
+        self._merge(account_id, [name], read, since, minute)
+        series.add(minute, -1)  # judged as a send not counted yet, like every other
+        return key
+
+    async def _give_back(self, key: _Key, minute: int) -> None:
+        """A send already in the store that is refused after all: taken out at once (rare: a
+        held range is not exchanged), else with the next sync."""
+        try:
+            await self._counters.add({(*key, minute): -1})
+        except Exception:
+            minutes = self._pending.setdefault(key, {})
+            minutes[minute] = minutes.get(minute, 0) - 1
+
+    def _take(self, counted: list[_Key], minute: int, stored: _Key | None) -> None:
+        """One send in each of the loaded counters `counted` (the send path's `_count`);
+        `stored` has it in the store already."""
         pending, series = self._pending, self._series
         for key in counted:
+            if key == stored:
+                series[key].add(minute, 1)
+                continue
             minutes = pending.get(key)
             if minutes is None:
                 minutes = pending[key] = {}
