@@ -607,9 +607,10 @@ class FraudGuard:
 
     def _sync_soon(self) -> None:
         """A process that checks codes but screens no sends still sends its counts: a sync in
-        the background once the copy is older than the interval (screening syncs inline)."""
+        the background once the copy is two intervals old (one that screens syncs inline,
+        every interval, and keeps the sync's cost on the send path that needs it)."""
         if self._background is not None or (
-            time.monotonic() - self._synced_at < self._options.sync_interval_s
+            time.monotonic() - self._synced_at < 2 * self._options.sync_interval_s
         ):
             return
         try:
