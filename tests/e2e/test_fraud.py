@@ -376,3 +376,38 @@ async def test_an_attack_spread_over_two_processes_is_judged_on_both_counts_near
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_client_ip_seen_by_another_process_is_refused_at_its_second_send_here(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    settings = make_settings(fraud={"sync_interval_s": 60})
+    first, second = (build_container(settings, clock=clock) for _ in range(2))
+    await first.start(run_workers=False)
+    await second.start(run_workers=False)
+    try:
+        account = await first.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+
+        async def send(process: Container, i: int) -> str:
+            request = SendRequest(
+                country_code="91", mobile_number=str(NORMAL[i]), flow_type="SMS",
+                client_ip="198.51.100.7",
+            )  # fmt: skip
+            try:
+                await process.verification.start(account, request)
+            except FraudBlockedError as refused:
+                return str(refused).split(":")[0]
+            return "sent"
+
+        limit = first.fraud.limits.ip_limit
+        assert [await send(first, i) for i in range(limit)] == ["sent"] * limit
+        await first.fraud.sync()  # the other process's counts are in the store
+        # the address's first send here is judged on this process's counts (it goes through);
+        # before its second, its history is read: every process's sends, refused
+        assert await send(second, limit) == "sent"
+        assert await send(second, limit + 1) == "blocked by fraud guard (client_ip)"
+    finally:
+        await second.stop()
+        await first.stop()

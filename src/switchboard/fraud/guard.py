@@ -55,14 +55,16 @@ class FraudCountryError(InvalidCountryCodeError):
 class _Series:
     """One counter's minute buckets (the store's figures plus this process's unsent ones)."""
 
-    __slots__ = ("buckets", "last", "stale", "sums", "used")
+    __slots__ = ("buckets", "last", "local", "stale", "sums", "used")
 
-    def __init__(self, buckets: dict[int, int]) -> None:
+    def __init__(self, buckets: dict[int, int], *, local: bool = False) -> None:
         self.buckets = buckets
         self.sums: dict[tuple[int, int], int] = {}
         self.last = 0  # the latest minute a kept sum ends before
         self.used = 0.0
         self.stale = False  # unused at the last sync: other processes' counts not read
+        # an address seen once here: its history is read before its second send is judged
+        self.local = local
 
     def add(self, minute: int, count: int) -> None:
         self.buckets[minute] = self.buckets.get(minute, 0) + count
@@ -728,7 +730,7 @@ class FraudGuard:
             if started - series.used > idle_s:
                 del self._series[key]
             elif series.used >= self._synced_at:
-                if key not in skip:
+                if key not in skip and not series.local:
                     hot.setdefault(key[0], []).append(key[1])
             else:
                 series.stale = True
@@ -772,22 +774,29 @@ class FraudGuard:
         loaded = self._series
         now_s = time.monotonic()
         missing = []
+        unread = []
         for name in names:
             series = loaded.get((account_id, name))
             if series is None:
                 missing.append(name)
                 continue
             series.used = now_s
-            if series.stale:  # judged on what this process has; the next sync catches up
+            if series.local:
+                unread.append(name)
+            elif series.stale:  # judged on what this process has; the next sync catches up
                 series.stale = False
                 self._cold.setdefault(account_id, set()).add(name)
+        if unread:
+            await self._read_addresses(account_id, unread)
         if not missing:
             return
-        # An address is new on most sends: its history is read with the next sync, for all
-        # new addresses at once, not before this send (which sees this process's counts).
+        # An address is new on most sends, and most are never seen again: its first send is
+        # judged on this process's counts, its history read before a second one here (the
+        # syncs write its counts for the other processes all the same).
         for name in [n for n in missing if n.startswith("ip:")]:
-            self._series[(account_id, name)] = _Series(self._pending_of(account_id, name))
-            self._cold.setdefault(account_id, set()).add(name)
+            series = _Series(self._pending_of(account_id, name), local=True)
+            series.used = now_s
+            loaded[(account_id, name)] = series
             missing.remove(name)
         if missing:
             async with self._lock:
@@ -802,6 +811,15 @@ class FraudGuard:
                         )
         for name in missing:
             loaded[(account_id, name)].used = now_s
+
+    async def _read_addresses(self, account_id: str, names: list[str]) -> None:
+        minute = int(self._clock.now().timestamp()) // 60
+        since = minute - self._limits.ip_window_s // 60 - 1
+        read = await self._counters.read(account_id, names, since)
+        self._merge(account_id, names, read, since, minute)
+        for name in names:
+            series = self._series[(account_id, name)]
+            series.local = series.stale = False
 
     def _pending_of(
         self, account_id: str, name: str, stored: Mapping[int, int] | None = None
