@@ -14,7 +14,10 @@ from tests.e2e.conftest import PASSWORD
 
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
-from switchboard.storage.sql.tables import messages, verifications
+from switchboard.fraud.guard import FraudBlockedError
+from switchboard.fraud.store import BlockQuery
+from switchboard.services.verification import SendRequest
+from switchboard.storage.sql.tables import fraud_blocks, fraud_counters, messages, verifications
 from switchboard.testing.client import MessageCentralClient
 
 ATTACK_RANGE = 9876500000  # +919876500xxx: one 1k prefix
@@ -188,6 +191,43 @@ async def test_a_country_outside_the_permissions_gets_511_with_a_record(
     assert block["blockId"] in uk["errorMessage"]
 
 
+async def test_a_refusal_by_the_allowed_countries_is_recorded_as_a_country_block(
+    guarded: Callable[..., Any],
+) -> None:
+    container, mc = await guarded()
+    await container.accounts.update("C-1", settings={"allowed_countries": ["91"]})
+    uk = (await mc.send_otp(countryCode="44", mobileNumber="7911123456")).json()
+    assert uk["responseCode"] == 511
+    assert "blocked by fraud guard (country)" in uk["errorMessage"]
+    again = (await mc.send_otp(countryCode="44", mobileNumber="7911123457")).json()
+    assert again["responseCode"] == 511
+    [block] = await _blocks(mc, rule="country")
+    assert block["blockId"] in uk["errorMessage"]
+    assert block["blockId"] in again["errorMessage"]  # one record for the hour, two hits
+    assert block["hits"] == 2
+    assert block["subject"] == "44"
+    assert block["destination"] == "+447911123456"
+    assert block["figures"] == {
+        "countryCode": "44", "permitted": ["91"], "setting": "allowed_countries"
+    }  # fmt: skip
+    assert "not permitted" in block["reason"]
+    assert await _count(container, verifications) == 0
+    page = await container.fraud.blocks("C-1", BlockQuery(rule="country"))
+    assert [b.id for b in page] == [block["blockId"]]
+
+
+async def test_an_account_without_a_guard_gets_the_plain_511_for_a_country(
+    guarded: Callable[..., Any],
+) -> None:
+    container, mc = await guarded(fraud={"enabled": False})
+    await container.accounts.update("C-1", settings={"allowed_countries": ["91"]})
+    uk = (await mc.send_otp(countryCode="44", mobileNumber="7911123456")).json()
+    assert uk["responseCode"] == 511
+    assert "not enabled for this account" in uk["errorMessage"]
+    async with container.database.read() as connection:
+        assert await connection.scalar(sa.select(sa.func.count()).select_from(fraud_blocks)) == 0
+
+
 async def test_more_than_ten_sends_from_one_client_ip_in_an_hour_are_refused(
     guarded: Callable[..., Any], clock: FrozenClock
 ) -> None:
@@ -288,3 +328,86 @@ async def test_healthy_conversion_pauses_nothing(
             assert (await mc.validate(answer["data"]["verificationId"], code)).status_code == 200
     clock.advance(180)
     assert (await mc.send_otp(mobileNumber=str(NORMAL[100]))).json()["responseCode"] == 200
+
+
+async def test_an_attack_spread_over_two_processes_is_judged_on_both_counts_near_the_limit(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    # A sync interval of a minute: without the exchange near the limit each process would see
+    # only its own half of the range's numbers, and the attack would pass the floor twice over.
+    settings = make_settings(fraud={"sync_interval_s": 60})
+    first, second = (build_container(settings, clock=clock) for _ in range(2))
+    await first.start(run_workers=False)
+    await second.start(run_workers=False)
+    try:
+        account = await first.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+        answers: list[int] = []
+        for i in range(30):
+            clock.advance(1)
+            process = (first, second)[i % 2]
+            try:
+                await process.verification.start(
+                    account,
+                    SendRequest(
+                        country_code="91", mobile_number=str(ATTACK_RANGE + i), flow_type="SMS"
+                    ),
+                )
+                answers.append(200)
+            except FraudBlockedError:
+                answers.append(800)
+        floor = first.fraud.limits.prefix_floor
+        passed = answers.count(200)
+        # Each process exchanges the range once it alone sees half the limit; the other's
+        # last send before its own exchange is the one it cannot see: at most one past the
+        # floor (each process alone would have let its own ten through: twenty).
+        assert floor <= passed <= floor + 1
+        assert answers == [200] * passed + [800] * (30 - passed)
+        assert await _count(first, verifications) == passed
+        # the refused sends were given back: the store counts the numbers that went out
+        await first.fraud.sync()
+        await second.fraud.sync()
+        counted = sa.select(sa.func.sum(fraud_counters.c.count)).where(
+            fraud_counters.c.account_id == account.id, fraud_counters.c.name == "p:+919876500"
+        )
+        async with first.database.read() as connection:
+            assert await connection.scalar(counted) == passed
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def test_a_client_ip_seen_by_another_process_is_refused_at_its_second_send_here(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    settings = make_settings(fraud={"sync_interval_s": 60})
+    first, second = (build_container(settings, clock=clock) for _ in range(2))
+    await first.start(run_workers=False)
+    await second.start(run_workers=False)
+    try:
+        account = await first.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+
+        async def send(process: Container, i: int) -> str:
+            request = SendRequest(
+                country_code="91", mobile_number=str(NORMAL[i]), flow_type="SMS",
+                client_ip="198.51.100.7",
+            )  # fmt: skip
+            try:
+                await process.verification.start(account, request)
+            except FraudBlockedError as refused:
+                return str(refused).split(":")[0]
+            return "sent"
+
+        limit = first.fraud.limits.ip_limit
+        assert [await send(first, i) for i in range(limit)] == ["sent"] * limit
+        await first.fraud.sync()  # the other process's counts are in the store
+        # the address's first send here is judged on this process's counts (it goes through);
+        # before its second, its history is read: every process's sends, refused
+        assert await send(second, limit) == "sent"
+        assert await send(second, limit + 1) == "blocked by fraud guard (client_ip)"
+    finally:
+        await second.stop()
+        await first.stop()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -136,6 +138,17 @@ async def status(mc: MessageCentralClient, verification_id: str) -> dict[str, An
     return data
 
 
+def assert_no_secrets(view: dict[str, Any], auth_url: str) -> None:
+    """The status view names the session, never its state, verifier, code or tokens."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(auth_url).query).items()}
+    shown = json.dumps(view)
+    for secret in (query["state"], query["code_challenge"]):
+        assert secret not in shown
+    assert not {"state_hash", "code_verifier", "stateHash", "codeVerifier", "token"} & set(
+        view["silentAuth"]
+    )
+
+
 async def sms_arrives(mc: MessageCentralClient, destination: str = E164) -> str:
     async def arrived() -> bool:
         return any(e["destination"] == destination for e in await mc.outbox())
@@ -183,6 +196,14 @@ async def test_a_matching_number_completes_the_verification_and_no_sms_is_sent(
     assert completed["data"]["verificationStatus"] == "VERIFICATION_COMPLETED"
     view = await status(mc, verification_id)
     assert view["status"] == "VERIFIED"
+    silent = view["silentAuth"]
+    assert silent["operator"] == "acme-mobile"
+    assert silent["state"] == "verified"
+    assert silent["reason"] is None
+    assert silent["fallbackAt"] is None
+    assert silent["deviceReturnedAt"] is not None
+    assert silent["endedAt"] is not None
+    assert_no_secrets(view, offer["authUrl"])
     # the held SMS is cancelled (never sent, never charged), even once its window has passed
     assert [s["status"] for s in view["sends"]] == ["CANCELLED"]
     clock.advance(WINDOW_S + 5)
@@ -206,8 +227,16 @@ async def test_a_different_number_falls_back_to_an_sms_whose_code_validates(
     pending = await validate_without_code(mc, verification_id)
     assert pending["responseCode"] == 702
     assert "could not confirm the number" in pending["errorMessage"]
+    silent = (await status(mc, verification_id))["silentAuth"]
+    assert silent["state"] == "mismatch"
+    assert silent["reason"] == "the operator reports a different number on this device"
+    assert silent["fallback"] == "SMS"
+    assert silent["fallbackAt"] == silent["endedAt"] is not None
     assert (await mc.validate(verification_id, code)).json()["responseCode"] == 200
-    assert (await status(mc, verification_id))["status"] == "VERIFIED"
+    view = await status(mc, verification_id)
+    assert view["status"] == "VERIFIED"
+    assert view["silentAuth"]["state"] == "mismatch"  # verified by the SMS code, not silently
+    assert_no_secrets(view, data["silentAuth"]["authUrl"])
 
 
 async def test_an_operator_failing_at_the_token_endpoint_falls_back_to_sms_at_once(
@@ -222,6 +251,10 @@ async def test_an_operator_failing_at_the_token_endpoint_falls_back_to_sms_at_on
     assert answer.status_code == 200
     assert answer.json()["data"]["verified"] is False
     code = await sms_arrives(mc)
+    silent = (await status(mc, data["verificationId"]))["silentAuth"]
+    assert silent["state"] == "operator_error"
+    assert "503" in silent["reason"], silent
+    assert silent["fallbackAt"] is not None
     assert (await mc.validate(data["verificationId"], code)).json()["responseCode"] == 200
 
 
@@ -237,6 +270,7 @@ async def test_an_operator_unreachable_at_send_time_gets_the_sms_at_once(
     }
     code = await sms_arrives(mc)
     assert (await mc.validate(data["verificationId"], code)).json()["responseCode"] == 200
+    assert (await status(mc, data["verificationId"]))["silentAuth"] is None  # no session
 
 
 async def test_a_replayed_or_unknown_state_is_refused_and_changes_nothing(
@@ -271,6 +305,11 @@ async def test_a_device_that_never_calls_back_gets_its_sms_when_the_window_ends(
     pending = await validate_without_code(mc, verification_id)
     assert pending["responseCode"] == 702
     assert "has not completed yet" in pending["errorMessage"]
+    waiting = (await status(mc, verification_id))["silentAuth"]
+    assert waiting["state"] == "pending"
+    assert waiting["deviceReturnedAt"] is None
+    due = datetime.fromisoformat(waiting["fallbackAt"])
+    assert abs(due - (clock.now() + timedelta(seconds=WINDOW_S))) < timedelta(seconds=1)
     clock.advance(WINDOW_S - 5)
     # another number's OTP going out proves the dispatcher ran after the clock moved
     other = await mc.send_otp(mobileNumber="9876543219")
@@ -280,6 +319,10 @@ async def test_a_device_that_never_calls_back_gets_its_sms_when_the_window_ends(
     assert [s["status"] for s in (await status(mc, verification_id))["sends"]] == ["QUEUED"]
     clock.advance(6)
     code = await sms_arrives(mc)
+    late = (await status(mc, verification_id))["silentAuth"]
+    assert late["state"] == "timed_out"
+    assert late["reason"] == f"no answer from the device within {WINDOW_S} s"
+    assert late["fallbackAt"] == waiting["fallbackAt"]
     assert (await mc.validate(verification_id, code)).json()["responseCode"] == 200
 
 

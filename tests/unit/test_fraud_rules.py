@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from switchboard.fraud import rules
 from switchboard.fraud.rules import Conversion, Mode, Thresholds
@@ -62,3 +66,16 @@ def test_safe_list_entries_are_numbers_or_star_prefixes() -> None:
     assert not rules.is_safe(["+919876512345"], "+919876512346")
     with pytest.raises(ValueError, match="not"):
         rules.normalise_safe_entry("9198765")
+
+
+@given(st.ip_addresses(v=4).map(str) | st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,4}){0,4}\Z"))
+def test_client_ip_key_of_a_dotted_quad_is_what_ipaddress_makes_of_it(raw: str) -> None:
+    try:
+        expected: str | None = str(ipaddress.ip_address(raw))
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError, match="does not appear"):
+            rules.client_ip_key(raw)
+    else:
+        assert rules.client_ip_key(raw) == expected

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from switchboard.domain.accounts import Account
 from switchboard.errors import InvalidCountryCodeError, InvalidRequestError, LimitReachedError
 from switchboard.fraud import rules
 from switchboard.fraud.rules import Mode, Rule, Thresholds, Trip
-from switchboard.fraud.store import BlockQuery, CounterStore, FraudBlock, FraudStore
+from switchboard.fraud.store import BlockQuery, Bucket, CounterStore, FraudBlock, FraudStore
 from switchboard.observability import get_logger
 
 log = get_logger("switchboard.fraud")
@@ -55,18 +55,28 @@ class FraudCountryError(InvalidCountryCodeError):
 class _Series:
     """One counter's minute buckets (the store's figures plus this process's unsent ones)."""
 
-    __slots__ = ("buckets", "last", "stale", "sums", "used")
+    __slots__ = ("buckets", "last", "local", "stale", "sums", "used")
 
-    def __init__(self, buckets: dict[int, int]) -> None:
+    def __init__(self, buckets: dict[int, int], *, local: bool = False) -> None:
         self.buckets = buckets
         self.sums: dict[tuple[int, int], int] = {}
         self.last = 0  # the latest minute a kept sum ends before
         self.used = 0.0
         self.stale = False  # unused at the last sync: other processes' counts not read
+        # an address seen once here: its history is read before its second send is judged
+        self.local = local
 
     def add(self, minute: int, count: int) -> None:
         self.buckets[minute] = self.buckets.get(minute, 0) + count
         if minute < self.last:  # a late correction (a count given back) inside a kept sum
+            self.sums.clear()
+            self.last = 0
+
+    def forget_before(self, minute: int) -> None:
+        old = [m for m in self.buckets if m < minute]
+        for m in old:
+            del self.buckets[m]
+        if old:
             self.sums.clear()
             self.last = 0
 
@@ -183,6 +193,11 @@ class FraudGuard:
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
         self._synced_at = float("-inf")
+        self._synced_minute = 0
+        self._generation = 0  # syncs so far: what the verdicts below were judged on
+        self._country_verdicts: dict[tuple[str, str], tuple[tuple[int, int], Trip | None]] = {}
+        self._normals: dict[str, tuple[tuple[int, int], float]] = {}
+        self._background: asyncio.Task[None] | None = None
         self._pruned_at = float("-inf")
 
     @property
@@ -234,11 +249,18 @@ class FraudGuard:
             limits = self._limits
             prefix = rules.prefix_of(destination, limits.wildcard_digits)
             shown = rules.shown_prefix(prefix, limits.wildcard_digits)
-            names = {"a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
-                     f"cv:{country_code}"}  # fmt: skip
+            names: tuple[str, ...] = ("a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
+                     f"cv:{country_code}")  # fmt: skip
             if ip_key is not None:
-                names.add(f"ip:{ip_key}")
+                names = (*names, f"ip:{ip_key}")
             await self._load(account.id, names)
+            minute = int(now.timestamp()) // 60
+            seen = (account.id, destination)
+            last = self._numbers.get(seen)
+            fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
+            stored = None
+            if fresh and policy.modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
+                stored = await self._exchange_near_limit(account.id, prefix, shown, now)
         except Exception as exc:
             if policy.fail_open:
                 log.warning("fraud check unavailable; failing open", error=type(exc).__name__)
@@ -249,21 +271,17 @@ class FraudGuard:
                 block_id=None,
                 retry_after_s=30,
             ) from None
-        minute = int(now.timestamp()) // 60
         admission.minute = minute
-        seen = (account.id, destination)
-        last = self._numbers.get(seen)
-        fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
         trips = self._judge(
             account.id, policy, destination, prefix, shown, country_code, ip_key, now, minute,
             fresh=fresh,
         )  # fmt: skip
-        for trip in trips:
-            mode = policy.modes[trip.rule]
-            if mode is Mode.ON:
-                await self._refuse(admission, trip, now)
-            if mode is Mode.MONITOR:
-                admission.monitored.append(trip)
+        try:
+            await self._apply(admission, policy, trips, now)
+        except BaseException:
+            if stored is not None:
+                await self._give_back(stored, minute)
+            raise
         counted = [(account.id, n) for n in ("a", f"c:{country_code}")]
         # The range counts numbers, not sends: one user's resends are the per-number limits'
         # business, pumping is many numbers in one range. (Per process: a number sent to by
@@ -274,10 +292,110 @@ class FraudGuard:
             admission.new_number = (seen, last)
         if ip_key is not None:
             counted.append((account.id, f"ip:{ip_key}"))
-        for key in counted:
-            self._count(key, minute, 1)
+        self._take(counted, minute, stored)
         admission.counted = counted
         return admission
+
+    async def _apply(
+        self, admission: Admission, policy: AccountRules, trips: list[Trip], now: datetime
+    ) -> None:
+        """Refuse the send on the first trip of a rule that is on; note the monitor-only."""
+        for trip in trips:
+            mode = policy.modes[trip.rule]
+            if mode is Mode.ON:
+                await self._refuse(admission, trip, now)
+            if mode is Mode.MONITOR:
+                admission.monitored.append(trip)
+
+    async def refuse_country(
+        self,
+        account: Account,
+        *,
+        destination: str,
+        country_code: str,
+        client_ip: str | None,
+        permitted: frozenset[str],
+    ) -> None:
+        """The account's `allowed_countries` refused the send before the rules ran: recorded
+        as the country rule's refusal (one record per country an hour, later ones as hits),
+        then 511. Only an account whose guard is off (or a record that cannot be written)
+        gets the plain 511."""
+        trip = rules.check_country(country_code, permitted)
+        assert trip is not None
+        trip = replace(trip, figures={**trip.figures, "setting": "allowed_countries"})
+        if not self._policy(account).active:
+            return
+        try:
+            ip_key = rules.client_ip_key(client_ip) if client_ip and client_ip.strip() else None
+        except ValueError:  # the country answers first, as without the guard
+            ip_key = None
+        admission = Admission(account.id, destination, country_code, ip_key)
+        await self._refuse(admission, trip, self._clock.now())
+
+    async def _exchange_near_limit(
+        self, account_id: str, prefix: str, shown: str, now: datetime
+    ) -> _Key | None:
+        """A range past half its limit is exchanged with the store before the send is judged:
+        this process's unsent numbers of it and this send written, every process's read back
+        (judged without this send, given back if refused). So an attack spread over
+        processes is judged on every process's counts once it nears the limit, not a sync
+        interval late; a range far below it (nearly all of them) costs nothing. Answers the
+        counter this send is already stored in."""
+        hold = self._holds.get((account_id, Rule.PREFIX_VELOCITY.value, shown))
+        if hold is not None and hold.until is not None and hold.until > now:
+            return None  # refused anyway
+        key = (account_id, f"p:{prefix}")
+        minute = int(now.timestamp()) // 60
+        limits = self._limits
+        window = limits.prefix_window_s // 60
+        series = self._series[key]
+        in_window = series.total(minute - window + 1, minute)
+        before = series.total(minute - limits.baseline_s // 60 + 1, minute - window)
+        if (in_window + 1) * 2 <= rules.prefix_limit(before, limits):
+            return None
+        name = key[1]
+        unsent = self._pending.pop(key, {})
+        try:
+            await self._counters.add(
+                {(account_id, name, m): n + (m == minute) for m, n in {minute: 0, **unsent}.items()}
+            )
+        except BaseException:
+            for m, n in unsent.items():
+                again = self._pending.setdefault(key, {})
+                again[m] = again.get(m, 0) + n
+            raise
+        since = minute - window + 1
+        try:
+            read = await self._counters.read(account_id, [name], since)
+        except BaseException:
+            await self._give_back(key, minute)
+            raise
+        self._merge(account_id, [name], read, since, minute)
+        series.add(minute, -1)  # judged as a send not counted yet, like every other
+        return key
+
+    async def _give_back(self, key: _Key, minute: int) -> None:
+        """A send already in the store that is refused after all: taken out at once (rare: a
+        held range is not exchanged), else with the next sync."""
+        try:
+            await self._counters.add({(*key, minute): -1})
+        except Exception:
+            minutes = self._pending.setdefault(key, {})
+            minutes[minute] = minutes.get(minute, 0) - 1
+
+    def _take(self, counted: list[_Key], minute: int, stored: _Key | None) -> None:
+        """One send in each of the loaded counters `counted` (the send path's `_count`);
+        `stored` has it in the store already."""
+        pending, series = self._pending, self._series
+        for key in counted:
+            if key == stored:
+                series[key].add(minute, 1)
+                continue
+            minutes = pending.get(key)
+            if minutes is None:
+                minutes = pending[key] = {}
+            minutes[minute] = minutes.get(minute, 0) + 1
+            series[key].add(minute, 1)
 
     def _policy(self, account: Account) -> AccountRules:
         cached = self._rules.get(account.id)
@@ -350,32 +468,59 @@ class FraudGuard:
     def _conversion(
         self, account_id: str, prefix: str, shown: str, country_code: str, minute: int
     ) -> Trip | None:
+        """The range's conversion, then the country's. A country's figures (and the account's
+        normal) move with other processes' counts and verifications, not with this send (its
+        send is not settled yet): they are judged once per sync and minute."""
         limits = self._limits
         first = minute - limits.conversion_window_s // 60 + 1
         settled = minute - -(-limits.conversion_grace_s // 60)  # sends that had time to verify
-
-        def seen(sent: str, verified: str, start: int) -> rules.Conversion:
-            return rules.Conversion(
-                self._series[(account_id, sent)].total(start, settled),
-                self._series[(account_id, verified)].total(start, minute),
+        series = self._series
+        sends = series[(account_id, f"p:{prefix}")].total(first, settled)
+        if sends >= limits.conversion_min_prefix_sends:  # a smaller sample (most ranges): no
+            seen = rules.Conversion(
+                sends, series[(account_id, f"pv:{prefix}")].total(first, minute)
             )
+            trip = rules.check_conversion(
+                {shown: (seen, limits.conversion_min_prefix_sends)},
+                self._normal(account_id, minute),
+                limits,
+            )
+            if trip is not None:
+                return trip
+        stamp = (minute, self._generation)
+        key = (account_id, country_code)
+        cached = self._country_verdicts.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        trip = None
+        sends = series[(account_id, f"c:{country_code}")].total(first, settled)
+        if sends >= limits.conversion_min_country_sends:
+            seen = rules.Conversion(
+                sends, series[(account_id, f"cv:{country_code}")].total(first, minute)
+            )
+            trip = rules.check_conversion(
+                {f"+{country_code}": (seen, limits.conversion_min_country_sends)},
+                self._normal(account_id, minute),
+                limits,
+            )
+        self._country_verdicts[key] = (stamp, trip)
+        return trip
 
-        baseline = seen("a", "av", minute - limits.baseline_s // 60 + 1)
-        normal = rules.normal_conversion(baseline, limits)
-        return rules.check_conversion(
-            {
-                shown: (
-                    seen(f"p:{prefix}", f"pv:{prefix}", first),
-                    limits.conversion_min_prefix_sends,
-                ),
-                f"+{country_code}": (
-                    seen(f"c:{country_code}", f"cv:{country_code}", first),
-                    limits.conversion_min_country_sends,
-                ),
-            },
-            normal,
-            limits,
+    def _normal(self, account_id: str, minute: int) -> float:
+        stamp = (minute, self._generation)
+        cached = self._normals.get(account_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        limits = self._limits
+        start = minute - limits.baseline_s // 60 + 1
+        settled = minute - -(-limits.conversion_grace_s // 60)
+        baseline = rules.Conversion(
+            self._series[(account_id, "a")].total(start, settled),
+            self._series[(account_id, "av")].total(start, minute),
         )
+        normal = rules.normal_conversion(baseline, limits)
+        self._normals[account_id] = (stamp, normal)
+        return normal
 
     async def _refuse(self, admission: Admission, trip: Trip, now: datetime) -> None:
         """Record the refusal (a new record, or one more hit on its hold) and raise."""
@@ -454,10 +599,35 @@ class FraudGuard:
 
     def verified(self, account_id: str, destination: str, country_code: str) -> None:
         """A code was verified: the conversion monitor's numerator."""
+        if not self._options.enabled:  # nobody reads these counts: they would pile up here
+            return
         minute = int(self._clock.now().timestamp()) // 60
         prefix = rules.prefix_of(destination, self._limits.wildcard_digits)
         for name in ("av", f"pv:{prefix}", f"cv:{country_code}"):
             self._count((account_id, name), minute, 1)
+        self._sync_soon()
+
+    def _sync_soon(self) -> None:
+        """A process that checks codes but screens no sends still sends its counts: a sync in
+        the background once the copy is two intervals old (one that screens syncs inline,
+        every interval, and keeps the sync's cost on the send path that needs it)."""
+        if self._background is not None or (
+            time.monotonic() - self._synced_at < 2 * self._options.sync_interval_s
+        ):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the event loop (a script): the next screen syncs
+            return
+        self._background = loop.create_task(self._background_sync())
+
+    async def _background_sync(self) -> None:
+        try:
+            await self._refresh()
+        except Exception:  # kept for the next sync; the send path fails closed on its own
+            log.warning("fraud guard: background sync failed", exc_info=True)
+        finally:
+            self._background = None
 
     # -- the shared counters ---------------------------------------------------------------
 
@@ -486,15 +656,23 @@ class FraudGuard:
             self._synced_at = time.monotonic()
 
     async def close(self) -> None:
+        if self._background is not None:
+            await self._background
         await self._counters.close()
 
     async def _sync(self) -> None:
         now = self._clock.now()
         minute = int(now.timestamp()) // 60
-        await self._send_counts()
+        totals = await self._send_counts()
         await self._flush_hits()
         oldest = minute - (self._limits.baseline_s // 60) - 2
-        await self._read_back(minute, oldest)
+        # The upsert answered the written buckets' totals: between minute changes only the
+        # counters used but not written are read back; at a minute's first sync every used one
+        # (the other processes' last counts of the minutes before, sent after our writes).
+        rollover = minute != self._synced_minute
+        self._synced_minute = minute
+        written = self._apply_totals(totals)
+        await self._read_back(minute, oldest, set() if rollover else written)
         holds = await self._store.active_holds(now)
         self._holds = {(b.account_id, b.rule, b.subject): b for b in holds}
         if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
@@ -504,19 +682,18 @@ class FraudGuard:
         window = self._limits.prefix_window_s // 60
         if len(self._numbers) > 10_000:
             self._numbers = {k: m for k, m in self._numbers.items() if minute - m < window}
+        if rollover:
+            for series in self._series.values():
+                series.forget_before(oldest)
+        self._generation += 1
 
-    async def _send_counts(self) -> None:
+    async def _send_counts(self) -> dict[Bucket, int]:
         sent, self._pending = self._pending, {}
+        increments = {
+            (k[0], k[1], m): n for k, minutes in sent.items() for m, n in minutes.items() if n
+        }
         try:
-            if sent:
-                await self._counters.add(
-                    {
-                        (k[0], k[1], m): n
-                        for k, minutes in sent.items()
-                        for m, n in minutes.items()
-                        if n
-                    }
-                )
+            return await self._counters.add(increments) if increments else {}
         except BaseException:
             for key, minutes in sent.items():
                 for minute, count in minutes.items():
@@ -524,20 +701,37 @@ class FraudGuard:
                     again[minute] = again.get(minute, 0) + count
             raise
 
-    async def _read_back(self, minute: int, oldest: int) -> None:
+    def _apply_totals(self, totals: Mapping[Bucket, int]) -> set[_Key]:
+        """The store's totals of the buckets just sent plus what this process counted since
+        (during the write); answers the counters they belong to."""
+        written: set[_Key] = set()
+        for (account_id, name, minute), total in totals.items():
+            key = (account_id, name)
+            written.add(key)
+            series = self._series.get(key)
+            if series is None:
+                continue
+            value = total + self._pending.get(key, {}).get(minute, 0)
+            if series.buckets.get(minute, 0) != value:
+                series.put(minute, value)
+        return written
+
+    async def _read_back(self, minute: int, oldest: int, skip: set[_Key]) -> None:
         """The other processes' counts: the last minutes of the counters used since the last
-        sync, the whole history of those new here or used again after a pause (`_cold`).
-        Counters unused for longer than a window are dropped (read again on their next use)."""
+        sync (but those in `skip`), the whole history of those new here or used again after a
+        pause (`_cold`). Counters unused for longer than a window are dropped (read again on
+        their next use)."""
         recent = minute - 5
         idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
                      self._limits.ip_window_s)  # fmt: skip
         started = time.monotonic()
         hot: dict[str, list[str]] = {}
-        for (account_id, name), series in list(self._series.items()):
+        for key, series in list(self._series.items()):
             if started - series.used > idle_s:
-                del self._series[(account_id, name)]
+                del self._series[key]
             elif series.used >= self._synced_at:
-                hot.setdefault(account_id, []).append(name)
+                if key not in skip and not series.local:
+                    hot.setdefault(key[0], []).append(key[1])
             else:
                 series.stale = True
         cold, self._cold = self._cold, {}
@@ -546,7 +740,7 @@ class FraudGuard:
                 for chunk in range(0, len(every), _READ_CHUNK):
                     names = every[chunk : chunk + _READ_CHUNK]
                     read = await self._counters.read(account_id, names, since)
-                    self._merge(account_id, names, read, since, minute, oldest)
+                    self._merge(account_id, names, read, since, minute)
 
     def _merge(
         self,
@@ -555,7 +749,6 @@ class FraudGuard:
         read: Mapping[str, Mapping[int, int]],
         recent: int,
         minute: int,
-        oldest: int,
     ) -> None:
         """The store's latest buckets (which hold every process's sends so far) plus what this
         process counted since it sent its own."""
@@ -565,22 +758,45 @@ class FraudGuard:
                 continue
             stored = read.get(name, {})
             local = self._pending.get((account_id, name), {})
+            buckets = series.buckets
             # `recent`: the first minute read; a minute neither side has stays absent
-            for m in {*stored, *(m for m in series.buckets if recent <= m <= minute)}:
-                value = stored.get(m, 0) + local.get(m, 0)
-                if series.buckets.get(m, 0) != value:
+            for m in [m for m in buckets if recent <= m <= minute and m not in stored]:
+                value = local.get(m, 0)
+                if buckets[m] != value:
                     series.put(m, value)
-            for m in [m for m in series.buckets if m < oldest]:
-                del series.buckets[m]
+            for m, count in stored.items():
+                value = count + local.get(m, 0)
+                if buckets.get(m, 0) != value:
+                    series.put(m, value)
 
-    async def _load(self, account_id: str, names: set[str]) -> None:
+    async def _load(self, account_id: str, names: tuple[str, ...]) -> None:
         """Read the history of counters this process has not used yet."""
-        missing = [n for n in names if (account_id, n) not in self._series]
-        # An address is new on most sends: its history is read with the next sync, for all
-        # new addresses at once, not before this send (which sees this process's counts).
+        loaded = self._series
+        now_s = time.monotonic()
+        missing = []
+        unread = []
+        for name in names:
+            series = loaded.get((account_id, name))
+            if series is None:
+                missing.append(name)
+                continue
+            series.used = now_s
+            if series.local:
+                unread.append(name)
+            elif series.stale:  # judged on what this process has; the next sync catches up
+                series.stale = False
+                self._cold.setdefault(account_id, set()).add(name)
+        if unread:
+            await self._read_addresses(account_id, unread)
+        if not missing:
+            return
+        # An address is new on most sends, and most are never seen again: its first send is
+        # judged on this process's counts, its history read before a second one here (the
+        # syncs write its counts for the other processes all the same).
         for name in [n for n in missing if n.startswith("ip:")]:
-            self._series[(account_id, name)] = _Series(self._pending_of(account_id, name))
-            self._cold.setdefault(account_id, set()).add(name)
+            series = _Series(self._pending_of(account_id, name), local=True)
+            series.used = now_s
+            loaded[(account_id, name)] = series
             missing.remove(name)
         if missing:
             async with self._lock:
@@ -593,13 +809,17 @@ class FraudGuard:
                         self._series[(account_id, name)] = _Series(
                             self._pending_of(account_id, name, read.get(name, {}))
                         )
-        now_s = time.monotonic()
+        for name in missing:
+            loaded[(account_id, name)].used = now_s
+
+    async def _read_addresses(self, account_id: str, names: list[str]) -> None:
+        minute = int(self._clock.now().timestamp()) // 60
+        since = minute - self._limits.ip_window_s // 60 - 1
+        read = await self._counters.read(account_id, names, since)
+        self._merge(account_id, names, read, since, minute)
         for name in names:
             series = self._series[(account_id, name)]
-            series.used = now_s
-            if series.stale:  # judged on what this process has; the next sync catches up
-                series.stale = False
-                self._cold.setdefault(account_id, set()).add(name)
+            series.local = series.stale = False
 
     def _pending_of(
         self, account_id: str, name: str, stored: Mapping[int, int] | None = None
@@ -670,8 +890,6 @@ def _held(block: FraudBlock) -> Trip:
 
 
 def _with_until(block: FraudBlock, until: datetime) -> FraudBlock:
-    from dataclasses import replace
-
     return replace(block, until=until)
 
 

@@ -28,9 +28,10 @@ class RedisCounterStore:
     def _key(self, account_id: str, name: str) -> str:
         return f"{self._prefix}:{account_id}:{name}"
 
-    async def add(self, increments: Mapping[Bucket, int]) -> None:
+    async def add(self, increments: Mapping[Bucket, int]) -> dict[Bucket, int]:
         if not increments:
-            return
+            return {}
+        buckets = list(increments)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 keys = set()
@@ -40,9 +41,10 @@ class RedisCounterStore:
                     keys.add(key)
                 for key in keys:  # a counter unused for a day goes away by itself
                     pipe.expire(key, self._ttl_s)
-                await pipe.execute()
+                answers = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise CountersUnavailableError(f"redis: {type(exc).__name__}") from exc
+        return {bucket: int(total) for bucket, total in zip(buckets, answers, strict=False)}
 
     async def read(
         self, account_id: str, names: Sequence[str], since_minute: int
@@ -92,12 +94,12 @@ class FallbackCounterStore:
         self._primary = primary
         self._fallback = fallback
 
-    async def add(self, increments: Mapping[Bucket, int]) -> None:
+    async def add(self, increments: Mapping[Bucket, int]) -> dict[Bucket, int]:
         try:
-            await self._primary.add(increments)
+            return await self._primary.add(increments)
         except CountersUnavailableError as exc:
             log.warning("fraud counters: redis unavailable, using the database", error=str(exc))
-            await self._fallback.add(increments)
+            return await self._fallback.add(increments)
 
     async def read(
         self, account_id: str, names: Sequence[str], since_minute: int

@@ -120,15 +120,27 @@ def check_high_cost(e164: str, ranges: Iterable[str]) -> Trip | None:
     return None
 
 
+def prefix_normal(before_window: int, limits: Thresholds) -> float:
+    """A range's numbers per window over the rest of its baseline period."""
+    windows = max((limits.baseline_s - limits.prefix_window_s) / limits.prefix_window_s, 1.0)
+    return before_window / windows
+
+
+def prefix_limit(before_window: int, limits: Thresholds) -> float:
+    """Numbers a range may take in a window: max(floor, factor x its own normal)."""
+    return max(
+        float(limits.prefix_floor), limits.prefix_factor * prefix_normal(before_window, limits)
+    )
+
+
 def check_prefix_velocity(
     prefix: str, in_window: int, before_window: int, limits: Thresholds
 ) -> Trip | None:
     """`in_window` numbers of the prefix sent to in the window so far, `before_window` in the
     rest of the baseline period: a send to a new number trips when it would pass max(floor,
     factor x the prefix's own normal per window)."""
-    windows = max((limits.baseline_s - limits.prefix_window_s) / limits.prefix_window_s, 1.0)
-    normal = before_window / windows
-    limit = max(float(limits.prefix_floor), limits.prefix_factor * normal)
+    normal = prefix_normal(before_window, limits)
+    limit = prefix_limit(before_window, limits)
     count = in_window + 1
     if count <= limit:
         return None
@@ -222,7 +234,14 @@ def check_conversion(
 def client_ip_key(raw: str) -> str:
     """The address rate-limited for a `clientIp`: itself for IPv4, its /64 for IPv6 (one
     subscriber's allocation). Raises ValueError for something that is not an address."""
-    address = ipaddress.ip_address(raw.strip())
+    value = raw.strip()
+    octets = value.split(".")
+    # the common case without ipaddress' objects: a dotted quad already in its shortest form
+    if len(octets) == 4 and all(
+        o.isdigit() and o.isascii() and int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets
+    ):
+        return value
+    address = ipaddress.ip_address(value)
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)

@@ -74,8 +74,9 @@ class CounterStore(Protocol):
 
     Raises CountersUnavailableError when the backend cannot be read or written."""
 
-    async def add(self, increments: Mapping[Bucket, int]) -> None:
-        """Add to the buckets (created at zero); one call is all or nothing."""
+    async def add(self, increments: Mapping[Bucket, int]) -> dict[Bucket, int]:
+        """Add to the buckets (created at zero); one call is all or nothing. Answers each
+        bucket's total after the add: every process's counts stored so far."""
 
     async def read(
         self, account_id: str, names: Sequence[str], since_minute: int

@@ -78,6 +78,18 @@ class SendGuard(Protocol):
     def verified(self, account_id: str, destination: str, country_code: str) -> None:
         """A code was verified (the conversion monitor's count)."""
 
+    async def refuse_country(
+        self,
+        account: Account,
+        *,
+        destination: str,
+        country_code: str,
+        client_ip: str | None,
+        permitted: frozenset[str],
+    ) -> None:
+        """Record a send the account's allowed countries refuse and raise its 511; returns
+        (the caller raises its own 511) when the guard keeps no record for the account."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Started:
@@ -165,6 +177,11 @@ class VerificationService:
             and policy.allowed_countries is not None
             and phone.country_code not in policy.allowed_countries
         ):
+            if self._guard is not None and phone.e164 not in self._test_numbers:
+                await self._guard.refuse_country(
+                    account, destination=phone.e164, country_code=phone.country_code,
+                    client_ip=request.client_ip, permitted=policy.allowed_countries,
+                )  # fmt: skip
             raise InvalidCountryCodeError(
                 f"country code {phone.country_code} is not enabled for this account"
             )

@@ -9,6 +9,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from switchboard.clock import Clock
@@ -38,6 +39,10 @@ from switchboard.silentauth.store import SessionStatus, SilentAuthStore, SilentS
 from switchboard.vault import Vault
 
 log = get_logger("switchboard.silentauth")
+
+# the session outcomes the status view tells apart from an operator's refusal or failure
+MISMATCH = "the operator reports a different number on this device"
+ENDED = "the verification had already ended"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,14 +210,47 @@ class SilentAuthService:
                     completed = await self._store.complete(session, self._clock.now())
                     if completed is not None:
                         return CallbackOutcome(verified=True, fallback=None)
-                    reason = "the verification had already ended"
+                    reason = ENDED
                 else:
-                    reason = "the operator reports a different number on this device"
+                    reason = MISMATCH
         log.info("silent auth fell back", operator=session.operator, reason=reason)
         released = await self._store.fall_back(session, reason, self._clock.now())
         if released:
             self._on_queued()
         return CallbackOutcome(verified=False, fallback=session.channel)
+
+    async def session_view(self, account_id: str, verification_id: int) -> dict[str, Any] | None:
+        """The status API's `silentAuth` object: the session's operator, state (pending,
+        verified, mismatch, operator_error, timed_out, ended), reason and times — never its
+        state value, code verifier or tokens. None when the verification has no session."""
+        session = await self._store.session_for(verification_id)
+        if session is None or session.account_id != account_id:
+            return None
+        # the window of the current settings (the session keeps no copy of its own)
+        fallback_at = session.created_at + timedelta(seconds=self._timeout_s)
+        reason = session.outcome
+        if session.status is SessionStatus.VERIFIED:
+            state = "verified"
+        elif session.status is SessionStatus.FALLBACK:
+            state = {MISMATCH: "mismatch", ENDED: "ended"}.get(reason or "", "operator_error")
+            fallback_at = session.ended_at or fallback_at
+        elif self._clock.now() >= fallback_at:
+            state = "timed_out"
+            reason = f"no answer from the device within {self._timeout_s} s"
+        else:
+            state = "pending"
+        # when the OTP went out (or, pending, is due); none once the operator's answer settled it
+        fallback_due = state not in ("verified", "ended")
+        return {
+            "operator": session.operator,
+            "state": state,
+            "reason": reason,
+            "fallback": session.channel.value,
+            "fallbackAt": fallback_at.isoformat() if fallback_due else None,
+            "startedAt": session.created_at.isoformat(),
+            "deviceReturnedAt": session.used_at.isoformat() if session.used_at else None,
+            "endedAt": session.ended_at.isoformat() if session.ended_at else None,
+        }
 
     async def check_without_code(
         self, account: Account, verification_id: str | None, lang_id: str | None

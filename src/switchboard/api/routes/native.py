@@ -41,6 +41,7 @@ async def get_verification(
 ) -> dict[str, Any]:
     record, sends, checks = await container.verification.timeline(account, verification_id)
     fraud = await container.fraud.hits_for(account.id, record.id)
+    silent = await container.silent_auth.session_view(account.id, record.id)
     now = container.clock.now()
     return envelope.success(
         {
@@ -59,6 +60,7 @@ async def get_verification(
             "sends": [_send_view(m) for m in sends],
             "checks": [{"at": c["checked_at"].isoformat(), "result": c["result"]} for c in checks],
             "fraud": [block_view(b) for b in fraud],  # monitor-only hits of this send
+            "silentAuth": silent,  # flowType=SAUTH: the operator's answer (null otherwise)
         }
     )
 

@@ -16,7 +16,7 @@ from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.queue import add_event
 from switchboard.storage.sql.rows import verification_record
 from switchboard.storage.sql.tables import messages, silent_auth_sessions, verifications
-from switchboard.storage.sql.verifications import VerificationListener, cancel_unsent_messages
+from switchboard.storage.sql.verifications import VerificationListener, end_verification
 
 s = silent_auth_sessions.c
 _REASON = "not needed: silent authentication confirmed the number"
@@ -112,13 +112,9 @@ class SqlSilentAuthStore:
             if row is None:
                 return None
             record = verification_record(row)
-            # the order the verification store keeps: verification, messages, then the wallet
-            cancelled = await cancel_unsent_messages(connection, record.id, now, _REASON)
-            if cancelled:
-                await self._charges.on_cancelled(
-                    connection, now, message_ids=cancelled, reason=_REASON
-                )
-            await self._listener.on_verification_ended(connection, record, now)
+            await end_verification(
+                connection, record, now, _REASON, charges=self._charges, listener=self._listener
+            )
             await self._end(connection, session, SessionStatus.VERIFIED, None, now)
         return record
 

@@ -237,6 +237,24 @@ async def cancel_unsent_messages(
     return [row.id for row in cancelled]
 
 
+async def end_verification(
+    connection: AsyncConnection,
+    record: VerificationRecord,
+    now: datetime,
+    reason: str,
+    *,
+    charges: MessageCharges,
+    listener: VerificationListener,
+) -> None:
+    """What follows a verification's end in the transaction that ended it, in the store's
+    lock order (messages, then the wallet): its unsent messages cancelled and refunded, then
+    the customer's callback written."""
+    cancelled = await cancel_unsent_messages(connection, record.id, now, reason)
+    if cancelled:
+        await charges.on_cancelled(connection, now, message_ids=cancelled, reason=reason)
+    await listener.on_verification_ended(connection, record, now)
+
+
 class VerificationListener:
     """Called inside the transaction that ends a verification: VERIFIED, FAILED or EXPIRED
     (customer callbacks)."""
@@ -289,6 +307,13 @@ class SqlVerificationStore:
         cancelled = await cancel_unsent_messages(connection, verification_id, now, reason)
         if cancelled:
             await self._charges.on_cancelled(connection, now, message_ids=cancelled, reason=reason)
+
+    async def _end(
+        self, connection: AsyncConnection, record: VerificationRecord, now: datetime, reason: str
+    ) -> None:
+        await end_verification(
+            connection, record, now, reason, charges=self._charges, listener=self._listener
+        )
 
     async def start_verification(
         self,
@@ -515,9 +540,8 @@ class SqlVerificationStore:
         if expired.rowcount != 1:
             return record
         record = replace(record, status=VerificationStatus.EXPIRED, ended_at=record.expires_at)
-        await self._listener.on_verification_ended(connection, record, now)
         # as housekeeping's expiry does: held fallback steps would wait forever
-        await self._cancel_unsent(connection, record.id, now, "verification expired")
+        await self._end(connection, record, now, "verification expired")
         return record
 
     async def _cancel_ended(
@@ -623,10 +647,7 @@ class SqlVerificationStore:
                 )
             ).all()
             for row in rows:
-                await self._cancel_unsent(connection, row.id, now, "verification expired")
-                await self._listener.on_verification_ended(
-                    connection, verification_record(row), now
-                )
+                await self._end(connection, verification_record(row), now, "verification expired")
         return [verification_record(r) for r in rows]
 
 
