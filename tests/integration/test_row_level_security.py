@@ -8,6 +8,7 @@ these tests prove the wall itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -153,3 +154,19 @@ async def test_a_server_connected_as_a_superuser_warns_that_the_wall_is_gone(
     await superuser.start(run_workers=False)
     await superuser.stop()
     assert warning in capsys.readouterr().out
+
+
+async def test_the_fraud_guards_shared_counters_sync_from_any_customers_request(
+    container: Container, client: httpx.AsyncClient
+) -> None:
+    """The guard keeps every account's counts in the process and syncs them from the send path:
+    a sync inside A's request writes B's counts too, which A's scope alone would refuse."""
+    await _customer_with_otp(container, client, "C-RLS-A", "9876500001")
+    await _customer_with_otp(container, client, "C-RLS-B", "9876500002")
+    await asyncio.sleep(2.2)  # past the guard's sync interval: A's next send syncs
+    api = MessageCentralClient(client, "C-RLS-A", PASSWORD)
+    await api.fetch_token()
+    body = (await api.send_otp(mobileNumber="9876500003")).json()
+    assert body["responseCode"] == 200, body
+    accounts = await _count(container, "SELECT count(DISTINCT account_id) FROM fraud_counters")
+    assert accounts == 2

@@ -169,10 +169,14 @@ class Database:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, every_account: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; in a customer's scope it sees that account's rows only, unless
+        `every_account` (state the process keeps for all accounts at once, e.g. the fraud
+        guard's shared counters, synced from whichever request comes by)."""
         hooks: list[Callable[[], None]] = []
         async with _turn(self._write_turns), self._writer.begin() as connection:
-            await self._narrow(connection)
+            if not every_account:
+                await self._narrow(connection)
             _after_commit[connection] = hooks
             last: list[BeforeCommit] = []
             _before_commit[connection] = last
@@ -187,9 +191,10 @@ class Database:
             hook()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, every_account: bool = False) -> AsyncIterator[AsyncConnection]:
         async with _turn(self._read_turns), self._reader.begin() as connection:
-            await self._narrow(connection)
+            if not every_account:
+                await self._narrow(connection)
             yield connection
 
     async def _narrow(self, connection: AsyncConnection) -> None:

@@ -64,27 +64,31 @@ def _block(row: sa.Row[Any]) -> FraudBlock:
 
 
 class SqlFraudStore:
+    """Blocks, hits, holds and counters are the guard's state for every account at once, synced
+    from whichever request comes by: those transactions see every account's rows (ADR 0020);
+    a customer's own list of blocks and safe list stay in its scope."""
+
     def __init__(self, database: Database) -> None:
         self._db = database
 
     async def add_blocks(self, blocks: Sequence[FraudBlock]) -> None:
         if not blocks:
             return
-        async with self._db.write() as connection:
+        async with self._db.write(every_account=True) as connection:
             await connection.execute(
                 fraud_blocks.insert(),
                 [{name: getattr(block, name) for name in _COLUMNS} for block in blocks],
             )
 
     async def add_hits(self, hits: Mapping[str, tuple[int, datetime]]) -> None:
-        async with self._db.write() as connection:
+        async with self._db.write(every_account=True) as connection:
             await connection.execute(
                 _ADD_HIT,
                 [{"p_id": i, "p_hits": n, "p_at": at} for i, (n, at) in sorted(hits.items())],
             )
 
     async def active_holds(self, now: datetime) -> list[FraudBlock]:
-        async with self._db.read() as connection:
+        async with self._db.read(every_account=True) as connection:
             rows = (await connection.execute(_ACTIVE, {"p_now": now})).all()
         return [_block(row) for row in rows]
 
@@ -147,7 +151,7 @@ class SqlCounterStore:
             return {}
         # sorted: two processes upserting the same rows lock them in one order (PostgreSQL)
         rows = sorted((a, n, m, c) for (a, n, m), c in increments.items())
-        async with self._db.write() as connection:
+        async with self._db.write(every_account=True) as connection:
             if self._sqlite:
                 result = await connection.exec_driver_sql(_SQLITE_UPSERT, (json.dumps(rows),))
             else:
@@ -165,7 +169,7 @@ class SqlCounterStore:
             statement, wanted = _SQLITE_READ, json.dumps(list(names))
         else:
             statement, wanted = _POSTGRES_READ, list(names)
-        async with self._db.read() as connection:
+        async with self._db.read(every_account=True) as connection:
             result = await connection.exec_driver_sql(statement, (account_id, wanted, since_minute))
             read: Sequence[Any] = result.all()
             for name, minute, count in read:
@@ -173,7 +177,7 @@ class SqlCounterStore:
         return found
 
     async def prune(self, before_minute: int) -> None:
-        async with self._db.write() as connection:
+        async with self._db.write(every_account=True) as connection:
             await connection.execute(_PRUNE, {"p_before": before_minute})
 
     async def close(self) -> None:
