@@ -68,7 +68,9 @@ class UploadArchive:
                     if produced > info.file_size:
                         raise UploadRejectedError(f"{name} is larger than its zip header says")
                     yield chunk
-        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+            # NotImplementedError: a zip feature Python's zipfile does not read (a version or
+            # a compression method a corrupt header names)
             raise UploadRejectedError(f"the workbook is corrupt: {name}: {error}") from None
 
     def close(self) -> None:
@@ -95,7 +97,7 @@ def open_upload_archive(
         _check_envelope(stream, limits)
         try:
             archive = zipfile.ZipFile(stream)
-        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
             raise UploadRejectedError(f"the workbook is corrupt: {error}") from None
         cleanup.callback(archive.close)
         _check_members(archive.infolist(), limits)
