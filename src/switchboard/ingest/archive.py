@@ -28,6 +28,7 @@ _ZIP64_LOCATOR: Final = struct.Struct("<4sLQL")
 _ZIP64_EOCD: Final = struct.Struct("<4sQ2H2L4Q")
 # A central-directory record is 46 bytes plus its name and extra fields; xlsx names are short.
 _CENTRAL_RECORD_BUDGET: Final = 512
+_LOCAL_HEADER_BYTES: Final = 30  # a member's local header before its name
 _ALLOWED_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 
@@ -68,9 +69,10 @@ class UploadArchive:
                     if produced > info.file_size:
                         raise UploadRejectedError(f"{name} is larger than its zip header says")
                     yield chunk
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as error:
             # NotImplementedError: a zip feature Python's zipfile does not read (a version or
-            # a compression method a corrupt header names)
+            # a compression method a corrupt header names); ValueError: a seek a corrupt header
+            # sends outside the file
             raise UploadRejectedError(f"the workbook is corrupt: {name}: {error}") from None
 
     def close(self) -> None:
@@ -94,17 +96,18 @@ def open_upload_archive(
             stream = cleanup.enter_context(Path(source).open("rb"))
         else:
             stream = source
-        _check_envelope(stream, limits)
+        size = _check_envelope(stream, limits)
         try:
             archive = zipfile.ZipFile(stream)
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
             raise UploadRejectedError(f"the workbook is corrupt: {error}") from None
         cleanup.callback(archive.close)
-        _check_members(archive.infolist(), limits)
+        _check_members(archive.infolist(), limits, size)
         return UploadArchive(archive, cleanup.pop_all(), limits)
 
 
-def _check_envelope(stream: IO[bytes], limits: UploadLimits) -> None:
+def _check_envelope(stream: IO[bytes], limits: UploadLimits) -> int:
+    """Check the file before zipfile reads it; answer its size."""
     size = stream.seek(0, os.SEEK_END)
     if size == 0:
         raise UploadRejectedError("the file is empty")
@@ -130,6 +133,7 @@ def _check_envelope(stream: IO[bytes], limits: UploadLimits) -> None:
         )
     if directory_bytes > limits.max_entries * _CENTRAL_RECORD_BUDGET:
         raise UploadTooLargeError("the archive's central directory is implausibly large")
+    return size
 
 
 def _read_directory_size(stream: IO[bytes], size: int) -> tuple[int, int]:
@@ -161,7 +165,7 @@ def _read_directory_size(stream: IO[bytes], size: int) -> tuple[int, int]:
     return entries, directory_bytes
 
 
-def _check_members(infos: list[zipfile.ZipInfo], limits: UploadLimits) -> None:
+def _check_members(infos: list[zipfile.ZipInfo], limits: UploadLimits, size: int) -> None:
     if len(infos) > limits.max_entries:
         raise UploadTooLargeError(
             f"the archive has {len(infos)} entries; at most {limits.max_entries} are allowed"
@@ -174,6 +178,8 @@ def _check_members(infos: list[zipfile.ZipInfo], limits: UploadLimits) -> None:
             raise UploadRejectedError(f"the archive holds an unsafe path: {name!r}")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UploadRejectedError(f"the archive holds a symbolic link: {name!r}")
+        if not 0 <= info.header_offset <= size - _LOCAL_HEADER_BYTES:
+            raise UploadRejectedError(f"the workbook is corrupt: {name!r} starts outside the file")
         if info.flag_bits & 0x1:
             raise UploadRejectedError("the workbook is encrypted; save it without a password")
         if info.compress_type not in _ALLOWED_METHODS:

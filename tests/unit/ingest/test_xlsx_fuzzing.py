@@ -119,3 +119,13 @@ def test_a_central_directory_naming_a_zip_version_python_cannot_read_is_refused(
         open_recipient_sheet(io.BytesIO(bytes(corrupted)), LIMITS) as sheet,
     ):
         list(sheet)
+
+
+def test_a_member_whose_header_offset_points_outside_the_file_is_refused() -> None:
+    """Found by the flipped-bytes fuzzer in CI: a corrupt "relative offset of local header" made
+    zipfile seek before the file's start, and its ValueError escaped as a 500."""
+    corrupted = bytearray(GOOD)
+    entry = corrupted.index(b"PK\x01\x02")  # the first central directory record
+    corrupted[entry + 42 : entry + 46] = (len(GOOD) + 1000).to_bytes(4, "little")
+    with pytest.raises(UploadRejectedError, match="starts outside the file"):
+        open_recipient_sheet(io.BytesIO(bytes(corrupted)), LIMITS)
