@@ -55,14 +55,16 @@ class FraudCountryError(InvalidCountryCodeError):
 class _Series:
     """One counter's minute buckets (the store's figures plus this process's unsent ones)."""
 
-    __slots__ = ("buckets", "last", "local", "stale", "sums", "used")
+    __slots__ = ("buckets", "generation", "last", "local", "sums", "used")
 
-    def __init__(self, buckets: dict[int, int], *, local: bool = False) -> None:
+    def __init__(self, buckets: dict[int, int], generation: int, *, local: bool = False) -> None:
         self.buckets = buckets
         self.sums: dict[tuple[int, int], int] = {}
         self.last = 0  # the latest minute a kept sum ends before
         self.used = 0.0
-        self.stale = False  # unused at the last sync: other processes' counts not read
+        # the syncs done when it was last used: unused during a whole interval, it missed a
+        # sync's read of the other processes' counts
+        self.generation = generation
         # an address seen once here: its history is read before its second send is judged
         self.local = local
 
@@ -105,6 +107,37 @@ class _Series:
         return earlier + self.buckets.get(last, 0)
 
 
+class _Counters:
+    """The counters one send is judged on, looked up once."""
+
+    __slots__ = ("address", "country", "country_verified", "range", "range_verified", "sends",
+                 "verified")  # fmt: skip
+
+    def __init__(
+        self,
+        sends: _Series,
+        verified: _Series,
+        range_: _Series,
+        range_verified: _Series,
+        country: _Series,
+        country_verified: _Series,
+        address: _Series | None = None,
+    ) -> None:
+        self.sends, self.verified = sends, verified
+        self.range, self.range_verified = range_, range_verified
+        self.country, self.country_verified = country, country_verified
+        self.address = address
+
+
+def _velocity(series: _Series, minute: int, limits: Thresholds) -> tuple[int, int]:
+    """A range's numbers in its window, and in the rest of its baseline period."""
+    window = limits.prefix_window_s // 60
+    return (
+        series.total(minute - window + 1, minute),
+        series.total(minute - limits.baseline_s // 60 + 1, minute - window),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRules:
     """One account's view of the guard: each rule's mode and the account's own lists."""
@@ -113,10 +146,7 @@ class AccountRules:
     fail_open: bool
     countries: frozenset[str] | None
     high_cost: tuple[str, ...]
-
-    @property
-    def active(self) -> bool:
-        return any(mode is not Mode.OFF for mode in self.modes.values())
+    active: bool  # some rule is not off
 
 
 def account_rules(account: Account, options: FraudSettings) -> AccountRules:
@@ -139,6 +169,7 @@ def account_rules(account: Account, options: FraudSettings) -> AccountRules:
         fail_open=options.fail_open if fail_open is None else bool(fail_open),
         countries=frozenset(str(c).lstrip("+") for c in countries) if countries else None,
         high_cost=(*options.high_cost_prefixes, *own.get("fraud_high_cost_prefixes", ())),
+        active=any(mode is not Mode.OFF for mode in modes.values()),
     )
 
 
@@ -185,10 +216,12 @@ class FraudGuard:
         self._series: dict[_Key, _Series] = {}
         self._pending: dict[_Key, dict[int, int]] = {}  # counted here, not yet sent
         self._holds: dict[tuple[str, str, str], FraudBlock] = {}
+        self._held_accounts: set[str] = set()  # the accounts `_holds` names
         self._static: dict[tuple[str, str, str], FraudBlock] = {}
         self._hits: dict[str, tuple[int, datetime]] = {}
         self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
         self._cold: dict[str, set[str]] = {}  # counters whose history the next sync reads
+        self._used: set[_Key] = set()  # counters used since the last sync
         self._rules: dict[str, tuple[dict[str, Any], AccountRules]] = {}
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
@@ -249,18 +282,24 @@ class FraudGuard:
             limits = self._limits
             prefix = rules.prefix_of(destination, limits.wildcard_digits)
             shown = rules.shown_prefix(prefix, limits.wildcard_digits)
-            names: tuple[str, ...] = ("a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
-                     f"cv:{country_code}")  # fmt: skip
+            range_name, country_name = f"p:{prefix}", f"c:{country_code}"
+            names = ["a", "av", range_name, f"pv:{prefix}", country_name, f"cv:{country_code}"]
             if ip_key is not None:
-                names = (*names, f"ip:{ip_key}")
-            await self._load(account.id, names)
+                names.append(f"ip:{ip_key}")
+            counters = _Counters(*await self._load(account.id, names))
             minute = int(now.timestamp()) // 60
             seen = (account.id, destination)
             last = self._numbers.get(seen)
-            fresh = last is None or minute - last >= self._limits.prefix_window_s // 60
+            fresh = last is None or minute - last >= limits.prefix_window_s // 60
             stored = None
+            velocity = None
             if fresh and policy.modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
-                stored = await self._exchange_near_limit(account.id, prefix, shown, now)
+                velocity = _velocity(counters.range, minute, limits)
+                stored = await self._exchange_near_limit(
+                    (account.id, range_name), counters.range, shown, now, velocity
+                )
+                if stored is not None:
+                    velocity = _velocity(counters.range, minute, limits)
         except Exception as exc:
             if policy.fail_open:
                 log.warning("fraud check unavailable; failing open", error=type(exc).__name__)
@@ -273,8 +312,8 @@ class FraudGuard:
             ) from None
         admission.minute = minute
         trips = self._judge(
-            account.id, policy, destination, prefix, shown, country_code, ip_key, now, minute,
-            fresh=fresh,
+            account.id, policy, destination, prefix, country_code, ip_key, now, minute, counters,
+            velocity,
         )  # fmt: skip
         try:
             await self._apply(admission, policy, trips, now)
@@ -282,17 +321,21 @@ class FraudGuard:
             if stored is not None:
                 await self._give_back(stored, minute)
             raise
-        counted = [(account.id, n) for n in ("a", f"c:{country_code}")]
+        account_id = account.id
+        counted = [(account_id, "a"), (account_id, country_name)]
+        taken = [counters.sends, counters.country]
         # The range counts numbers, not sends: one user's resends are the per-number limits'
         # business, pumping is many numbers in one range. (Per process: a number sent to by
         # two processes counts twice, on the safe side.)
         if fresh:
-            counted.append((account.id, f"p:{prefix}"))
+            counted.append((account_id, range_name))
+            taken.append(counters.range)
             self._numbers[seen] = minute
             admission.new_number = (seen, last)
-        if ip_key is not None:
-            counted.append((account.id, f"ip:{ip_key}"))
-        self._take(counted, minute, stored)
+        if counters.address is not None:
+            counted.append((account_id, names[6]))
+            taken.append(counters.address)
+        self._take(counted, taken, minute, stored)
         admission.counted = counted
         return admission
 
@@ -333,7 +376,7 @@ class FraudGuard:
         await self._refuse(admission, trip, self._clock.now())
 
     async def _exchange_near_limit(
-        self, account_id: str, prefix: str, shown: str, now: datetime
+        self, key: _Key, series: _Series, shown: str, now: datetime, velocity: tuple[int, int]
     ) -> _Key | None:
         """A range past half its limit is exchanged with the store before the send is judged:
         this process's unsent numbers of it and this send written, every process's read back
@@ -341,19 +384,16 @@ class FraudGuard:
         processes is judged on every process's counts once it nears the limit, not a sync
         interval late; a range far below it (nearly all of them) costs nothing. Answers the
         counter this send is already stored in."""
+        limits = self._limits
+        in_window, before = velocity
+        if (in_window + 1) * 2 <= rules.prefix_limit(before, limits):
+            return None
+        account_id, name = key
         hold = self._holds.get((account_id, Rule.PREFIX_VELOCITY.value, shown))
         if hold is not None and hold.until is not None and hold.until > now:
             return None  # refused anyway
-        key = (account_id, f"p:{prefix}")
         minute = int(now.timestamp()) // 60
-        limits = self._limits
         window = limits.prefix_window_s // 60
-        series = self._series[key]
-        in_window = series.total(minute - window + 1, minute)
-        before = series.total(minute - limits.baseline_s // 60 + 1, minute - window)
-        if (in_window + 1) * 2 <= rules.prefix_limit(before, limits):
-            return None
-        name = key[1]
         unsent = self._pending.pop(key, {})
         try:
             await self._counters.add(
@@ -383,19 +423,20 @@ class FraudGuard:
             minutes = self._pending.setdefault(key, {})
             minutes[minute] = minutes.get(minute, 0) - 1
 
-    def _take(self, counted: list[_Key], minute: int, stored: _Key | None) -> None:
-        """One send in each of the loaded counters `counted` (the send path's `_count`);
-        `stored` has it in the store already."""
-        pending, series = self._pending, self._series
-        for key in counted:
+    def _take(
+        self, counted: list[_Key], loaded: list[_Series], minute: int, stored: _Key | None
+    ) -> None:
+        """One send in each of the counters `counted`, loaded as `loaded` (the send path's
+        `_count`); `stored` has it in the store already."""
+        pending = self._pending
+        for key, series in zip(counted, loaded, strict=True):
+            series.add(minute, 1)
             if key == stored:
-                series[key].add(minute, 1)
                 continue
             minutes = pending.get(key)
             if minutes is None:
                 minutes = pending[key] = {}
             minutes[minute] = minutes.get(minute, 0) + 1
-            series[key].add(minute, 1)
 
     def _policy(self, account: Account) -> AccountRules:
         cached = self._rules.get(account.id)
@@ -410,18 +451,19 @@ class FraudGuard:
         policy: AccountRules,
         destination: str,
         prefix: str,
-        shown: str,
         country_code: str,
         ip_key: str | None,
         now: datetime,
         minute: int,
-        *,
-        fresh: bool,
+        counters: _Counters,
+        velocity: tuple[int, int] | None,
     ) -> list[Trip]:
-        """Every rule's trip for this send, refusing rules first in a fixed order."""
+        """Every rule's trip for this send, refusing rules first in a fixed order; `velocity`
+        is the range's numbers in its window and before, for a number new in the window."""
         limits = self._limits
         modes = policy.modes
         trips: list[Trip] = []
+        shown = rules.shown_prefix(prefix, limits.wildcard_digits)
         if modes[Rule.COUNTRY] is not Mode.OFF:
             trip = rules.check_country(country_code, policy.countries)
             if trip:
@@ -431,42 +473,38 @@ class FraudGuard:
             if trip:
                 trips.append(trip)
         for rule, subject in (
-            (Rule.PREFIX_VELOCITY, shown),
-            (Rule.CONVERSION, shown),
-            (Rule.CONVERSION, f"+{country_code}"),
-            (Rule.CLIENT_IP, ip_key),
+            (
+                (Rule.PREFIX_VELOCITY, shown),
+                (Rule.CONVERSION, shown),
+                (Rule.CONVERSION, f"+{country_code}"),
+                (Rule.CLIENT_IP, ip_key),
+            )
+            if account_id in self._held_accounts
+            else ()
         ):
             if subject is None or modes[rule] is not Mode.ON:
                 continue
             hold = self._holds.get((account_id, rule.value, subject))
             if hold is not None and hold.until is not None and hold.until > now:
                 trips.append(_held(hold))
-        if fresh and modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
-            window = limits.prefix_window_s // 60
-            baseline = limits.baseline_s // 60
-            series = self._series[(account_id, f"p:{prefix}")]
-            trip = rules.check_prefix_velocity(
-                prefix,
-                series.total(minute - window + 1, minute),
-                series.total(minute - baseline + 1, minute - window),
-                limits,
-            )
+        if velocity is not None:
+            trip = rules.check_prefix_velocity(prefix, *velocity, limits)
             if trip:
                 trips.append(trip)
-        if ip_key is not None and modes[Rule.CLIENT_IP] is not Mode.OFF:
-            series = self._series[(account_id, f"ip:{ip_key}")]
+        address = counters.address
+        if ip_key is not None and address is not None and modes[Rule.CLIENT_IP] is not Mode.OFF:
             window = limits.ip_window_s // 60
-            trip = rules.check_client_ip(ip_key, series.total(minute - window + 1, minute), limits)
+            trip = rules.check_client_ip(ip_key, address.total(minute - window + 1, minute), limits)
             if trip:
                 trips.append(trip)
         if modes[Rule.CONVERSION] is not Mode.OFF:
-            trip = self._conversion(account_id, prefix, shown, country_code, minute)
+            trip = self._conversion(account_id, shown, country_code, minute, counters)
             if trip:
                 trips.append(trip)
         return trips
 
     def _conversion(
-        self, account_id: str, prefix: str, shown: str, country_code: str, minute: int
+        self, account_id: str, shown: str, country_code: str, minute: int, counters: _Counters
     ) -> Trip | None:
         """The range's conversion, then the country's. A country's figures (and the account's
         normal) move with other processes' counts and verifications, not with this send (its
@@ -474,15 +512,12 @@ class FraudGuard:
         limits = self._limits
         first = minute - limits.conversion_window_s // 60 + 1
         settled = minute - -(-limits.conversion_grace_s // 60)  # sends that had time to verify
-        series = self._series
-        sends = series[(account_id, f"p:{prefix}")].total(first, settled)
+        sends = counters.range.total(first, settled)
         if sends >= limits.conversion_min_prefix_sends:  # a smaller sample (most ranges): no
-            seen = rules.Conversion(
-                sends, series[(account_id, f"pv:{prefix}")].total(first, minute)
-            )
+            seen = rules.Conversion(sends, counters.range_verified.total(first, minute))
             trip = rules.check_conversion(
                 {shown: (seen, limits.conversion_min_prefix_sends)},
-                self._normal(account_id, minute),
+                self._normal(account_id, minute, counters),
                 limits,
             )
             if trip is not None:
@@ -493,20 +528,18 @@ class FraudGuard:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         trip = None
-        sends = series[(account_id, f"c:{country_code}")].total(first, settled)
+        sends = counters.country.total(first, settled)
         if sends >= limits.conversion_min_country_sends:
-            seen = rules.Conversion(
-                sends, series[(account_id, f"cv:{country_code}")].total(first, minute)
-            )
+            seen = rules.Conversion(sends, counters.country_verified.total(first, minute))
             trip = rules.check_conversion(
                 {f"+{country_code}": (seen, limits.conversion_min_country_sends)},
-                self._normal(account_id, minute),
+                self._normal(account_id, minute, counters),
                 limits,
             )
         self._country_verdicts[key] = (stamp, trip)
         return trip
 
-    def _normal(self, account_id: str, minute: int) -> float:
+    def _normal(self, account_id: str, minute: int, counters: _Counters) -> float:
         stamp = (minute, self._generation)
         cached = self._normals.get(account_id)
         if cached is not None and cached[0] == stamp:
@@ -515,8 +548,7 @@ class FraudGuard:
         start = minute - limits.baseline_s // 60 + 1
         settled = minute - -(-limits.conversion_grace_s // 60)
         baseline = rules.Conversion(
-            self._series[(account_id, "a")].total(start, settled),
-            self._series[(account_id, "av")].total(start, minute),
+            counters.sends.total(start, settled), counters.verified.total(start, minute)
         )
         normal = rules.normal_conversion(baseline, limits)
         self._normals[account_id] = (stamp, normal)
@@ -557,6 +589,7 @@ class FraudGuard:
                 log.exception("recording a fraud block failed", rule=trip.rule.value)
             if hold is not None:
                 self._holds[key] = block
+                self._held_accounts.add(block.account_id)
             else:
                 self._static[key] = _with_until(block, until)
         reason = trip.reason if isinstance(trip, _HeldTrip) else block.reason
@@ -675,6 +708,7 @@ class FraudGuard:
         await self._read_back(minute, oldest, set() if rollover else written)
         holds = await self._store.active_holds(now)
         self._holds = {(b.account_id, b.rule, b.subject): b for b in holds}
+        self._held_accounts = {b.account_id for b in holds}
         if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
             self._pruned_at = time.monotonic()
             await self._counters.prune(oldest - 60)
@@ -683,15 +717,33 @@ class FraudGuard:
         if len(self._numbers) > 10_000:
             self._numbers = {k: m for k, m in self._numbers.items() if minute - m < window}
         if rollover:
-            for series in self._series.values():
-                series.forget_before(oldest)
+            self._forget(oldest)
         self._generation += 1
 
     async def _send_counts(self) -> dict[Bucket, int]:
-        sent, self._pending = self._pending, {}
-        increments = {
-            (k[0], k[1], m): n for k, minutes in sent.items() for m, n in minutes.items() if n
-        }
+        """Write the counts this process took since the last sync; answer the store's totals.
+
+        An address seen once here keeps its count here (most addresses come once: a row
+        each would be most of the sync's writes); from its second send here its history is
+        read and its counts written. So each process may hold back one send per address
+        from the others: an address can pass its limit by one send per other process."""
+        sent = self._pending
+        increments: dict[Bucket, int] = {}
+        held: dict[_Key, dict[int, int]] = {}
+        series_of = self._series.get
+        for key, minutes in sent.items():
+            account_id, name = key
+            if name.startswith("ip:"):
+                series = series_of(key)
+                if series is not None and series.local:
+                    held[key] = minutes
+                    continue
+            for m, n in minutes.items():
+                if n:
+                    increments[(account_id, name, m)] = n
+        for key in held:
+            del sent[key]
+        self._pending = held
         try:
             return await self._counters.add(increments) if increments else {}
         except BaseException:
@@ -716,24 +768,34 @@ class FraudGuard:
                 series.put(minute, value)
         return written
 
+    def _forget(self, oldest: int) -> None:
+        """Once a minute: buckets older than the longest period go, and counters unused for
+        longer than a window (read again on their next use)."""
+        idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
+                     self._limits.ip_window_s)  # fmt: skip
+        now_s = time.monotonic()
+        idle = []
+        for key, series in self._series.items():
+            if now_s - series.used > idle_s:
+                idle.append(key)
+            else:
+                series.forget_before(oldest)
+        for key in idle:
+            if self._series.pop(key).local:  # an address seen once: its count is no one's
+                self._pending.pop(key, None)
+
     async def _read_back(self, minute: int, oldest: int, skip: set[_Key]) -> None:
         """The other processes' counts: the last minutes of the counters used since the last
         sync (but those in `skip`), the whole history of those new here or used again after a
-        pause (`_cold`). Counters unused for longer than a window are dropped (read again on
-        their next use)."""
+        pause (`_cold`). Costs what was used since the last sync, not what the process holds."""
         recent = minute - 5
-        idle_s = max(self._limits.prefix_window_s, self._limits.conversion_window_s,
-                     self._limits.ip_window_s)  # fmt: skip
-        started = time.monotonic()
         hot: dict[str, list[str]] = {}
-        for key, series in list(self._series.items()):
-            if started - series.used > idle_s:
-                del self._series[key]
-            elif series.used >= self._synced_at:
-                if key not in skip and not series.local:
-                    hot.setdefault(key[0], []).append(key[1])
-            else:
-                series.stale = True
+        used, self._used = self._used, set()
+        series_of = self._series.get
+        for key in used - skip if skip else used:
+            series = series_of(key)
+            if series is not None and not series.local:
+                hot.setdefault(key[0], []).append(key[1])
         cold, self._cold = self._cold, {}
         for batch, since in ((hot, recent), ({a: sorted(n) for a, n in cold.items()}, oldest)):
             for account_id, every in batch.items():
@@ -769,34 +831,42 @@ class FraudGuard:
                 if buckets.get(m, 0) != value:
                     series.put(m, value)
 
-    async def _load(self, account_id: str, names: tuple[str, ...]) -> None:
-        """Read the history of counters this process has not used yet."""
+    async def _load(self, account_id: str, names: list[str]) -> list[_Series]:
+        """The counters `names`, their history read first where this process has not used
+        them yet."""
         loaded = self._series
         now_s = time.monotonic()
+        generation = self._generation
+        used = self._used
         missing = []
         unread = []
         for name in names:
-            series = loaded.get((account_id, name))
+            key = (account_id, name)
+            series = loaded.get(key)
             if series is None:
                 missing.append(name)
                 continue
             series.used = now_s
             if series.local:
                 unread.append(name)
-            elif series.stale:  # judged on what this process has; the next sync catches up
-                series.stale = False
-                self._cold.setdefault(account_id, set()).add(name)
+            if series.generation != generation:  # its first use since the last sync
+                if series.generation < generation - 1 and not series.local:
+                    # unused at the last sync: judged on what this process has, and the next
+                    # sync reads its whole history
+                    self._cold.setdefault(account_id, set()).add(name)
+                series.generation = generation
+                used.add(key)
         if unread:
             await self._read_addresses(account_id, unread)
         if not missing:
-            return
+            return [self._series[(account_id, name)] for name in names]
         # An address is new on most sends, and most are never seen again: its first send is
         # judged on this process's counts, its history read before a second one here (the
         # syncs write its counts for the other processes all the same).
         for name in [n for n in missing if n.startswith("ip:")]:
-            series = _Series(self._pending_of(account_id, name), local=True)
+            series = _Series(self._pending_of(account_id, name), generation, local=True)
             series.used = now_s
-            loaded[(account_id, name)] = series
+            loaded.setdefault((account_id, name), series)
             missing.remove(name)
         if missing:
             async with self._lock:
@@ -807,10 +877,14 @@ class FraudGuard:
                     read = await self._counters.read(account_id, sorted(missing), since)
                     for name in missing:
                         self._series[(account_id, name)] = _Series(
-                            self._pending_of(account_id, name, read.get(name, {}))
+                            self._pending_of(account_id, name, read.get(name, {})),
+                            self._generation,
                         )
-        for name in missing:
-            loaded[(account_id, name)].used = now_s
+        for name in missing:  # after the awaits: a sync may have started a new `_used`
+            key = (account_id, name)
+            self._series[key].used = now_s
+            self._used.add(key)
+        return [self._series[(account_id, name)] for name in names]
 
     async def _read_addresses(self, account_id: str, names: list[str]) -> None:
         minute = int(self._clock.now().timestamp()) // 60
@@ -818,8 +892,7 @@ class FraudGuard:
         read = await self._counters.read(account_id, names, since)
         self._merge(account_id, names, read, since, minute)
         for name in names:
-            series = self._series[(account_id, name)]
-            series.local = series.stale = False
+            self._series[(account_id, name)].local = False
 
     def _pending_of(
         self, account_id: str, name: str, stored: Mapping[int, int] | None = None
