@@ -163,3 +163,49 @@ def test_the_login_lookup_by_email_uses_an_index(database_url: str) -> None:
     finally:
         engine.dispose()
     assert "ix_accounts_email_key" in " ".join(str(part) for row in plan for part in row)
+
+
+def test_verification_counters_join_their_sends_rows_and_part_again_on_downgrade(
+    database_url: str,
+) -> None:
+    """0018 keeps a counter's verifications in its sends' row: 'pv:<range>' joins 'p:<range>'
+    (a row at zero sends when the range has none); a downgrade splits them again."""
+    config = migrate.alembic_config(database_url)
+    migrate.upgrade(database_url, "0017")
+    command.downgrade(config, "0017")
+    before = {
+        ("a", 100, 5), ("av", 100, 3), ("p:+9198765", 100, 2), ("pv:+9198765", 100, 1),
+        ("cv:91", 101, 4), ("ip:198.51.100.7", 100, 1),
+    }  # fmt: skip
+    engine = sync_engine(database_url)
+
+    def rows(columns: str) -> set[tuple[object, ...]]:
+        with engine.connect() as connection:
+            found = connection.execute(
+                sa.text(f"SELECT name, minute, {columns} FROM fraud_counters")  # noqa: S608
+            )
+            return {tuple(row) for row in found}
+
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM fraud_counters"))
+            for name, minute, count in before:
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO fraud_counters (account_id, name, minute, count)"
+                        " VALUES ('acme', :name, :minute, :count)"
+                    ),
+                    {"name": name, "minute": minute, "count": count},
+                )
+        migrate.upgrade(database_url, "0018")
+        assert rows("count, verified") == {
+            ("a", 100, 5, 3), ("p:+9198765", 100, 2, 1), ("c:91", 101, 0, 4),
+            ("ip:198.51.100.7", 100, 1, 0),
+        }  # fmt: skip
+        command.downgrade(config, "0017")
+        assert rows("count") == before
+    finally:
+        migrate.upgrade(database_url)
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM fraud_counters"))
+        engine.dispose()

@@ -69,8 +69,27 @@ class FraudStore(Protocol):
         """Replace the account's whole safe list."""
 
 
+def sends_counter_of(name: str) -> tuple[str, bool]:
+    """(the sends counter, whether `name` is its verifications): 'pv:+91987650' →
+    ('p:+91987650', True), 'p:+91987650' → ('p:+91987650', False)."""
+    if name == "av":
+        return "a", True
+    if len(name) > 2 and name[1] == "v" and name[2] == ":" and name[0] in "pc":
+        return name[0] + name[2:], True
+    return name, False
+
+
+def verifications_counter_of(sends: str) -> str:
+    """The inverse of `sends_counter_of` for a sends counter that has verifications."""
+    return "av" if sends == "a" else f"{sends[0]}v{sends[1:]}"
+
+
 class CounterStore(Protocol):
     """Send and verification counts in minute buckets, shared by every process.
+
+    Counters: `a`, `p:<range>`, `c:<country>` count an account's sends, `av`, `pv:<range>`,
+    `cv:<country>` their verifications (a backend may keep the two in one record, see
+    `sends_counter_of`), `ip:<address>` the sends per client address.
 
     Raises CountersUnavailableError when the backend cannot be read or written."""
 

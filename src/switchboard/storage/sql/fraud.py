@@ -9,7 +9,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from switchboard.fraud.store import BlockQuery, Bucket, FraudBlock
+from switchboard.fraud.store import (
+    BlockQuery,
+    Bucket,
+    FraudBlock,
+    sends_counter_of,
+    verifications_counter_of,
+)
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.tables import fraud_blocks, fraud_counters, fraud_safe_list
 
@@ -34,26 +40,31 @@ _PRUNE = fraud_counters.delete().where(_c.minute < sa.bindparam("p_before"))
 # One statement for the whole sync, answering each bucket's total after it (every process's
 # counts so far): the rows come as one JSON array on SQLite, as arrays on PostgreSQL (in the
 # order given: the lock order). `WHERE true` keeps SQLite from reading ON as a join's.
+# A counter's verifications ('pv:…') share its sends' row ('p:…'): one row per range and
+# minute, not two (0018).
 _SQLITE_UPSERT = (
-    "INSERT INTO fraud_counters (account_id, name, minute, count) "
+    "INSERT INTO fraud_counters (account_id, name, minute, count, verified) "
     "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-    "json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?) WHERE true "
-    "ON CONFLICT (account_id, name, minute) DO UPDATE SET count = count + excluded.count "
-    "RETURNING account_id, name, minute, count"
+    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]') "
+    "FROM json_each(?) WHERE true "
+    "ON CONFLICT (account_id, name, minute) DO UPDATE SET count = count + excluded.count, "
+    "verified = verified + excluded.verified "
+    "RETURNING account_id, name, minute, count, verified"
 )
 _POSTGRES_UPSERT = (
-    "INSERT INTO fraud_counters (account_id, name, minute, count) "
-    "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::int[], %s::int[]) "
+    "INSERT INTO fraud_counters (account_id, name, minute, count, verified) "
+    "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::int[], %s::int[], %s::int[]) "
     "ON CONFLICT (account_id, name, minute) "
-    "DO UPDATE SET count = fraud_counters.count + excluded.count "
-    "RETURNING account_id, name, minute, count"
+    "DO UPDATE SET count = fraud_counters.count + excluded.count, "
+    "verified = fraud_counters.verified + excluded.verified "
+    "RETURNING account_id, name, minute, count, verified"
 )
 _SQLITE_READ = (
-    "SELECT name, minute, count FROM fraud_counters WHERE account_id = ? "
+    "SELECT name, minute, count, verified FROM fraud_counters WHERE account_id = ? "
     "AND name IN (SELECT value FROM json_each(?)) AND minute >= ?"
 )
 _POSTGRES_READ = (
-    "SELECT name, minute, count FROM fraud_counters WHERE account_id = %s "
+    "SELECT name, minute, count, verified FROM fraud_counters WHERE account_id = %s "
     "AND name = ANY(%s::varchar[]) AND minute >= %s"
 )
 
@@ -149,31 +160,56 @@ class SqlCounterStore:
     async def add(self, increments: Mapping[Bucket, int]) -> dict[Bucket, int]:
         if not increments:
             return {}
+        # (account, sends counter, minute) → [sends, verifications, which of them were asked]
+        merged: dict[Bucket, list[int]] = {}
+        for (account_id, name, minute), count in increments.items():
+            row_name, is_verified = sends_counter_of(name)
+            key = (account_id, row_name, minute)
+            row = merged.get(key)
+            if row is None:
+                row = merged[key] = [0, 0, 0]
+            row[is_verified] += count
+            row[2] |= 1 << is_verified
         # sorted: two processes upserting the same rows lock them in one order (PostgreSQL)
-        rows = sorted((a, n, m, c) for (a, n, m), c in increments.items())
+        rows = sorted((a, n, m, row[0], row[1]) for (a, n, m), row in merged.items())
         async with self._db.write(every_account=True) as connection:
             if self._sqlite:
                 result = await connection.exec_driver_sql(_SQLITE_UPSERT, (json.dumps(rows),))
             else:
                 columns = tuple(map(list, zip(*rows, strict=True)))
                 result = await connection.exec_driver_sql(_POSTGRES_UPSERT, columns)
-            totals: Sequence[Any] = result.all()
-            return {(a, n, m): c for a, n, m, c in totals}
+            stored: Sequence[Any] = result.all()
+        totals: dict[Bucket, int] = {}
+        for account_id, name, minute, sends, verified in stored:
+            asked = merged[(account_id, name, minute)][2]
+            if asked & 1:
+                totals[(account_id, name, minute)] = sends
+            if asked & 2:
+                totals[(account_id, verifications_counter_of(name), minute)] = verified
+        return totals
 
     async def read(
         self, account_id: str, names: Sequence[str], since_minute: int
     ) -> dict[str, dict[int, int]]:
         found: dict[str, dict[int, int]] = {}
+        asked: dict[str, int] = {}  # sends counter → 1: its sends asked, 2: its verifications
+        for name in names:
+            row_name, is_verified = sends_counter_of(name)
+            asked[row_name] = asked.get(row_name, 0) | 1 << is_verified
         wanted: str | list[str]
         if self._sqlite:
-            statement, wanted = _SQLITE_READ, json.dumps(list(names))
+            statement, wanted = _SQLITE_READ, json.dumps(list(asked))
         else:
-            statement, wanted = _POSTGRES_READ, list(names)
+            statement, wanted = _POSTGRES_READ, list(asked)
         async with self._db.read(every_account=True) as connection:
             result = await connection.exec_driver_sql(statement, (account_id, wanted, since_minute))
             read: Sequence[Any] = result.all()
-            for name, minute, count in read:
-                found.setdefault(name, {})[minute] = count
+        for name, minute, sends, verified in read:
+            which = asked[name]
+            if which & 1 and sends:
+                found.setdefault(name, {})[minute] = sends
+            if which & 2 and verified:
+                found.setdefault(verifications_counter_of(name), {})[minute] = verified
         return found
 
     async def prune(self, before_minute: int) -> None:

@@ -37,7 +37,8 @@ fraud_safe_list = sa.Table(
 )
 
 # Sends and verifications per account, counter (p:+91987650 …) and minute since the epoch;
-# upserted by each process's guard about once a second (fraud/guard.py).
+# upserted by each process's guard about once a second (fraud/guard.py). A counter's
+# verifications (the guard's 'pv:+91987650') are kept in its sends' row.
 fraud_counters = sa.Table(
     "fraud_counters",
     metadata,
@@ -45,5 +46,6 @@ fraud_counters = sa.Table(
     sa.Column("name", sa.String(80), primary_key=True),
     sa.Column("minute", sa.Integer, primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("verified", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Index("ix_fraud_counters_minute", "minute"),
 )
