@@ -34,6 +34,7 @@ _Key = tuple[str, str]  # (account id, counter name)
 _STATIC_RECORD_S = 3600  # refusals by the country and range rules share a record this long
 _PRUNE_EVERY_S = 3600.0
 _READ_CHUNK = 500
+_WALK_BUCKETS = 8  # a counter with at most this many minutes is summed without a cache
 
 
 class FraudBlockedError(LimitReachedError):
@@ -59,7 +60,9 @@ class _Series:
 
     def __init__(self, buckets: dict[int, int], generation: int, *, local: bool = False) -> None:
         self.buckets = buckets
-        self.sums: dict[tuple[int, int], int] = {}
+        # sums over spans of a dense counter, made at its first long sum (most counters are
+        # a few buckets: walking them costs less than keeping sums)
+        self.sums: dict[tuple[int, int], int] | None = None
         self.last = 0  # the latest minute a kept sum ends before
         self.used = 0.0
         # the syncs done when it was last used: unused during a whole interval, it missed a
@@ -71,40 +74,52 @@ class _Series:
     def add(self, minute: int, count: int) -> None:
         self.buckets[minute] = self.buckets.get(minute, 0) + count
         if minute < self.last:  # a late correction (a count given back) inside a kept sum
+            self._drop_sums()
+
+    def _drop_sums(self) -> None:
+        if self.sums:
             self.sums.clear()
-            self.last = 0
+        self.last = 0
 
     def forget_before(self, minute: int) -> None:
         old = [m for m in self.buckets if m < minute]
         for m in old:
             del self.buckets[m]
         if old:
-            self.sums.clear()
-            self.last = 0
+            self._drop_sums()
 
     def put(self, minute: int, count: int) -> None:
         self.buckets[minute] = count
-        self.sums.clear()
-        self.last = 0
+        self._drop_sums()
 
     def total(self, first: int, last: int) -> int:
-        """Minutes first..last inclusive; the sum before `last` is kept (the past is fixed
-        between syncs)."""
+        """Minutes first..last inclusive; a dense counter keeps its sum before `last` (the
+        past is fixed between syncs)."""
         if last < first:
             return 0
+        buckets = self.buckets
+        if len(buckets) <= _WALK_BUCKETS:  # a sparse counter: walk what it has
+            total = 0
+            for m, n in buckets.items():
+                if first <= m <= last:
+                    total += n
+            return total
         span = (first, last)
-        earlier = self.sums.get(span)
+        sums = self.sums
+        if sums is None:
+            sums = self.sums = {}
+        earlier = sums.get(span)
         if earlier is None:
-            if len(self.buckets) < last - first:  # a sparse counter: walk what it has
-                earlier = sum(n for m, n in self.buckets.items() if first <= m < last)
+            get = buckets.get
+            if len(buckets) < last - first:
+                earlier = sum(n for m, n in buckets.items() if first <= m < last)
             else:
-                get = self.buckets.get
                 earlier = sum(get(m, 0) for m in range(first, last))
-            if len(self.sums) > 16:
-                self.sums.clear()
-            self.sums[span] = earlier
+            if len(sums) > 16:
+                sums.clear()
+            sums[span] = earlier
             self.last = max(self.last, last)
-        return earlier + self.buckets.get(last, 0)
+        return earlier + buckets.get(last, 0)
 
 
 class _Counters:
@@ -129,12 +144,35 @@ class _Counters:
         self.address = address
 
 
-def _velocity(series: _Series, minute: int, limits: Thresholds) -> tuple[int, int]:
-    """A range's numbers in its window, and in the rest of its baseline period."""
+class _Look:
+    """What one send is judged on: its time, range and counters, gathered by `_look`."""
+
+    __slots__ = ("counters", "fresh", "last", "minute", "names", "now", "prefix", "seen",
+                 "stored", "velocity")  # fmt: skip
+
+    counters: _Counters
+    names: list[str]  # a, av, p:, pv:, c:, cv:, and ip: when the client's address is given
+    seen: tuple[str, str]  # (account, number): the key of `FraudGuard._numbers`
+    last: int | None  # the minute this number was last counted in its range here
+    fresh: bool  # counted in its range: new in the range's window
+
+    def __init__(self, now: datetime, prefix: str) -> None:
+        self.now = now
+        self.minute = int(now.timestamp()) // 60
+        self.prefix = prefix
+        # the range's (numbers in the window, before it, its limit), for a fresh number
+        self.velocity: tuple[int, int, float] | None = None
+        self.stored: _Key | None = None  # the counter this send is in the store in already
+
+
+def _velocity(series: _Series, minute: int, limits: Thresholds) -> tuple[int, int, float]:
+    """A range's numbers in its window, in the rest of its baseline period, and its limit."""
     window = limits.prefix_window_s // 60
+    before = series.total(minute - limits.baseline_s // 60 + 1, minute - window)
     return (
         series.total(minute - window + 1, minute),
-        series.total(minute - limits.baseline_s // 60 + 1, minute - window),
+        before,
+        rules.prefix_limit(before, limits),
     )
 
 
@@ -258,7 +296,8 @@ class FraudGuard:
         except BaseException:
             self._uncount(admission)
             raise
-        await self._record_monitored(admission, verification_id)
+        if admission.monitored:
+            await self._record_monitored(admission, verification_id)
 
     async def screen(
         self, account: Account, destination: str, country_code: str, client_ip: str | None
@@ -274,32 +313,7 @@ class FraudGuard:
         if not policy.active:
             return admission
         try:
-            safe = await self._safe_entries(account.id)
-            if rules.is_safe(safe, destination):
-                return admission
-            await self._refresh()
-            now = self._clock.now()
-            limits = self._limits
-            prefix = rules.prefix_of(destination, limits.wildcard_digits)
-            shown = rules.shown_prefix(prefix, limits.wildcard_digits)
-            range_name, country_name = f"p:{prefix}", f"c:{country_code}"
-            names = ["a", "av", range_name, f"pv:{prefix}", country_name, f"cv:{country_code}"]
-            if ip_key is not None:
-                names.append(f"ip:{ip_key}")
-            counters = _Counters(*await self._load(account.id, names))
-            minute = int(now.timestamp()) // 60
-            seen = (account.id, destination)
-            last = self._numbers.get(seen)
-            fresh = last is None or minute - last >= limits.prefix_window_s // 60
-            stored = None
-            velocity = None
-            if fresh and policy.modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
-                velocity = _velocity(counters.range, minute, limits)
-                stored = await self._exchange_near_limit(
-                    (account.id, range_name), counters.range, shown, now, velocity
-                )
-                if stored is not None:
-                    velocity = _velocity(counters.range, minute, limits)
+            look = await self._look(account.id, policy, destination, country_code, ip_key)
         except Exception as exc:
             if policy.fail_open:
                 log.warning("fraud check unavailable; failing open", error=type(exc).__name__)
@@ -310,34 +324,82 @@ class FraudGuard:
                 block_id=None,
                 retry_after_s=30,
             ) from None
-        admission.minute = minute
-        trips = self._judge(
-            account.id, policy, destination, prefix, country_code, ip_key, now, minute, counters,
-            velocity,
-        )  # fmt: skip
-        try:
-            await self._apply(admission, policy, trips, now)
-        except BaseException:
-            if stored is not None:
-                await self._give_back(stored, minute)
-            raise
-        account_id = account.id
-        counted = [(account_id, "a"), (account_id, country_name)]
+        if look is None:  # safe-listed
+            return admission
+        admission.minute = look.minute
+        trips = self._judge(account.id, policy, destination, country_code, ip_key, look)
+        if trips:
+            try:
+                await self._apply(admission, policy, trips, look.now)
+            except BaseException:
+                if look.stored is not None:
+                    await self._give_back(look.stored, look.minute)
+                raise
+        self._count_send(admission, look)
+        return admission
+
+    async def _look(
+        self,
+        account_id: str,
+        policy: AccountRules,
+        destination: str,
+        country_code: str,
+        ip_key: str | None,
+    ) -> _Look | None:
+        """What the send is judged on (None: the number is safe-listed). Awaits only what
+        needs the store: the safe list and the sync when they are due, a counter's history the
+        first time, a range near its limit."""
+        cached = self._safe.get(account_id)
+        if cached is not None and time.monotonic() - cached[0] < self._settings_cache_s:
+            safe = cached[1]
+        else:
+            safe = await self._safe_entries(account_id)
+        if safe and rules.is_safe(safe, destination):
+            return None
+        if time.monotonic() - self._synced_at >= self._options.sync_interval_s:
+            await self._refresh()
+        limits = self._limits
+        look = _Look(self._clock.now(), rules.prefix_of(destination, limits.wildcard_digits))
+        prefix, minute = look.prefix, look.minute
+        names = ["a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
+                 f"cv:{country_code}"]  # fmt: skip
+        if ip_key is not None:
+            names.append(f"ip:{ip_key}")
+        look.names = names
+        look.counters = counters = _Counters(*await self._load(account_id, names))
+        look.seen = (account_id, destination)
+        look.last = last = self._numbers.get(look.seen)
+        look.fresh = last is None or minute - last >= limits.prefix_window_s // 60
+        if look.fresh and policy.modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
+            look.velocity = velocity = _velocity(counters.range, minute, limits)
+            if (velocity[0] + 1) * 2 > velocity[2]:  # past half its limit
+                shown = rules.shown_prefix(prefix, limits.wildcard_digits)
+                look.stored = await self._exchange_near_limit(
+                    (account_id, names[2]), counters.range, shown, look.now
+                )
+                if look.stored is not None:
+                    look.velocity = _velocity(counters.range, minute, limits)
+        return look
+
+    def _count_send(self, admission: Admission, look: _Look) -> None:
+        """The screened send in the counters it is counted in."""
+        account_id = admission.account_id
+        names, counters = look.names, look.counters
+        counted = [(account_id, "a"), (account_id, names[4])]
         taken = [counters.sends, counters.country]
         # The range counts numbers, not sends: one user's resends are the per-number limits'
         # business, pumping is many numbers in one range. (Per process: a number sent to by
         # two processes counts twice, on the safe side.)
-        if fresh:
-            counted.append((account_id, range_name))
+        if look.fresh:
+            counted.append((account_id, names[2]))
             taken.append(counters.range)
-            self._numbers[seen] = minute
-            admission.new_number = (seen, last)
+            self._numbers[look.seen] = look.minute
+            admission.new_number = (look.seen, look.last)
         if counters.address is not None:
             counted.append((account_id, names[6]))
             taken.append(counters.address)
-        self._take(counted, taken, minute, stored)
+        self._take(counted, taken, look.minute, look.stored)
         admission.counted = counted
-        return admission
 
     async def _apply(
         self, admission: Admission, policy: AccountRules, trips: list[Trip], now: datetime
@@ -376,18 +438,15 @@ class FraudGuard:
         await self._refuse(admission, trip, self._clock.now())
 
     async def _exchange_near_limit(
-        self, key: _Key, series: _Series, shown: str, now: datetime, velocity: tuple[int, int]
+        self, key: _Key, series: _Series, shown: str, now: datetime
     ) -> _Key | None:
         """A range past half its limit is exchanged with the store before the send is judged:
         this process's unsent numbers of it and this send written, every process's read back
         (judged without this send, given back if refused). So an attack spread over
         processes is judged on every process's counts once it nears the limit, not a sync
         interval late; a range far below it (nearly all of them) costs nothing. Answers the
-        counter this send is already stored in."""
+        counter this send is already stored in (the caller checked that it is past half)."""
         limits = self._limits
-        in_window, before = velocity
-        if (in_window + 1) * 2 <= rules.prefix_limit(before, limits):
-            return None
         account_id, name = key
         hold = self._holds.get((account_id, Rule.PREFIX_VELOCITY.value, shown))
         if hold is not None and hold.until is not None and hold.until > now:
@@ -450,58 +509,65 @@ class FraudGuard:
         account_id: str,
         policy: AccountRules,
         destination: str,
-        prefix: str,
         country_code: str,
         ip_key: str | None,
-        now: datetime,
-        minute: int,
-        counters: _Counters,
-        velocity: tuple[int, int] | None,
+        look: _Look,
     ) -> list[Trip]:
-        """Every rule's trip for this send, refusing rules first in a fixed order; `velocity`
-        is the range's numbers in its window and before, for a number new in the window."""
+        """Every rule's trip for this send, refusing rules first in a fixed order."""
         limits = self._limits
         modes = policy.modes
         trips: list[Trip] = []
+        prefix, minute, velocity, counters = look.prefix, look.minute, look.velocity, look.counters
         shown = rules.shown_prefix(prefix, limits.wildcard_digits)
-        if modes[Rule.COUNTRY] is not Mode.OFF:
+        if policy.countries is not None and modes[Rule.COUNTRY] is not Mode.OFF:
             trip = rules.check_country(country_code, policy.countries)
             if trip:
                 trips.append(trip)
-        if modes[Rule.HIGH_COST] is not Mode.OFF:
+        if policy.high_cost and modes[Rule.HIGH_COST] is not Mode.OFF:
             trip = rules.check_high_cost(destination, policy.high_cost)
             if trip:
                 trips.append(trip)
+        if account_id in self._held_accounts:
+            self._held_trips(account_id, modes, shown, country_code, ip_key, look.now, trips)
+        if velocity is not None and velocity[0] + 1 > velocity[2]:
+            trip = rules.check_prefix_velocity(prefix, velocity[0], velocity[1], limits)
+            if trip:
+                trips.append(trip)
+        address = counters.address
+        if ip_key is not None and address is not None and modes[Rule.CLIENT_IP] is not Mode.OFF:
+            in_window = address.total(minute - limits.ip_window_s // 60 + 1, minute)
+            if in_window + 1 > limits.ip_limit:
+                trip = rules.check_client_ip(ip_key, in_window, limits)
+                if trip:
+                    trips.append(trip)
+        if modes[Rule.CONVERSION] is not Mode.OFF:
+            trip = self._conversion(account_id, shown, country_code, minute, counters)
+            if trip:
+                trips.append(trip)
+        return trips
+
+    def _held_trips(
+        self,
+        account_id: str,
+        modes: dict[Rule, Mode],
+        shown: str,
+        country_code: str,
+        ip_key: str | None,
+        now: datetime,
+        trips: list[Trip],
+    ) -> None:
+        """The holds (of rules that are on) this send's range, country or address is under."""
         for rule, subject in (
-            (
-                (Rule.PREFIX_VELOCITY, shown),
-                (Rule.CONVERSION, shown),
-                (Rule.CONVERSION, f"+{country_code}"),
-                (Rule.CLIENT_IP, ip_key),
-            )
-            if account_id in self._held_accounts
-            else ()
+            (Rule.PREFIX_VELOCITY, shown),
+            (Rule.CONVERSION, shown),
+            (Rule.CONVERSION, f"+{country_code}"),
+            (Rule.CLIENT_IP, ip_key),
         ):
             if subject is None or modes[rule] is not Mode.ON:
                 continue
             hold = self._holds.get((account_id, rule.value, subject))
             if hold is not None and hold.until is not None and hold.until > now:
                 trips.append(_held(hold))
-        if velocity is not None:
-            trip = rules.check_prefix_velocity(prefix, *velocity, limits)
-            if trip:
-                trips.append(trip)
-        address = counters.address
-        if ip_key is not None and address is not None and modes[Rule.CLIENT_IP] is not Mode.OFF:
-            window = limits.ip_window_s // 60
-            trip = rules.check_client_ip(ip_key, address.total(minute - window + 1, minute), limits)
-            if trip:
-                trips.append(trip)
-        if modes[Rule.CONVERSION] is not Mode.OFF:
-            trip = self._conversion(account_id, shown, country_code, minute, counters)
-            if trip:
-                trips.append(trip)
-        return trips
 
     def _conversion(
         self, account_id: str, shown: str, country_code: str, minute: int, counters: _Counters
@@ -638,7 +704,8 @@ class FraudGuard:
         prefix = rules.prefix_of(destination, self._limits.wildcard_digits)
         for name in ("av", f"pv:{prefix}", f"cv:{country_code}"):
             self._count((account_id, name), minute, 1)
-        self._sync_soon()
+        if self._background is None:
+            self._sync_soon()
 
     def _sync_soon(self) -> None:
         """A process that checks codes but screens no sends still sends its counts: a sync in
@@ -665,7 +732,9 @@ class FraudGuard:
     # -- the shared counters ---------------------------------------------------------------
 
     def _count(self, key: _Key, minute: int, count: int) -> None:
-        minutes = self._pending.setdefault(key, {})
+        minutes = self._pending.get(key)
+        if minutes is None:
+            minutes = self._pending[key] = {}
         minutes[minute] = minutes.get(minute, 0) + count
         series = self._series.get(key)
         if series is not None:
@@ -834,10 +903,22 @@ class FraudGuard:
     async def _load(self, account_id: str, names: list[str]) -> list[_Series]:
         """The counters `names`, their history read first where this process has not used
         them yet."""
-        loaded = self._series
         now_s = time.monotonic()
+        found, missing, unread = self._touch(account_id, names, now_s)
+        if missing or unread:
+            await self._load_rest(account_id, missing, unread, now_s)
+            return [self._series[(account_id, name)] for name in names]
+        return found
+
+    def _touch(
+        self, account_id: str, names: list[str], now_s: float
+    ) -> tuple[list[_Series], list[str], list[str]]:
+        """The counters of `names` this process has, marked used; the names it has not; the
+        addresses seen once whose history is to be read."""
+        loaded = self._series
         generation = self._generation
         used = self._used
+        found = []
         missing = []
         unread = []
         for name in names:
@@ -846,6 +927,7 @@ class FraudGuard:
             if series is None:
                 missing.append(name)
                 continue
+            found.append(series)
             series.used = now_s
             if series.local:
                 unread.append(name)
@@ -856,26 +938,32 @@ class FraudGuard:
                     self._cold.setdefault(account_id, set()).add(name)
                 series.generation = generation
                 used.add(key)
+        return found, missing, unread
+
+    async def _load_rest(
+        self, account_id: str, missing: list[str], unread: list[str], now_s: float
+    ) -> None:
         if unread:
             await self._read_addresses(account_id, unread)
         if not missing:
-            return [self._series[(account_id, name)] for name in names]
+            return
+        generation = self._generation
         # An address is new on most sends, and most are never seen again: its first send is
         # judged on this process's counts, its history read before a second one here (the
         # syncs write its counts for the other processes all the same).
         for name in [n for n in missing if n.startswith("ip:")]:
             series = _Series(self._pending_of(account_id, name), generation, local=True)
             series.used = now_s
-            loaded.setdefault((account_id, name), series)
+            self._series.setdefault((account_id, name), series)
             missing.remove(name)
         if missing:
             async with self._lock:
-                missing = [n for n in missing if (account_id, n) not in self._series]
-                if missing:
+                to_read = [n for n in missing if (account_id, n) not in self._series]
+                if to_read:
                     minute = int(self._clock.now().timestamp()) // 60
                     since = minute - self._limits.baseline_s // 60 - 1
-                    read = await self._counters.read(account_id, sorted(missing), since)
-                    for name in missing:
+                    read = await self._counters.read(account_id, sorted(to_read), since)
+                    for name in to_read:
                         self._series[(account_id, name)] = _Series(
                             self._pending_of(account_id, name, read.get(name, {})),
                             self._generation,
@@ -884,7 +972,6 @@ class FraudGuard:
             key = (account_id, name)
             self._series[key].used = now_s
             self._used.add(key)
-        return [self._series[(account_id, name)] for name in names]
 
     async def _read_addresses(self, account_id: str, names: list[str]) -> None:
         minute = int(self._clock.now().timestamp()) // 60
