@@ -411,3 +411,53 @@ async def test_a_client_ip_seen_by_another_process_is_refused_at_its_second_send
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_an_address_seen_once_keeps_its_count_in_the_process_until_it_comes_back(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """Most addresses come once: their counts are not written at each sync (a row each would
+    be most of a sync's writes); at the address's second send here both sends are written."""
+    process = build_container(make_settings(fraud={"sync_interval_s": 60}), clock=clock)
+    await process.start(run_workers=False)
+    try:
+        account = await process.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+
+        async def send(i: int, address: str) -> None:
+            request = SendRequest(
+                country_code="91", mobile_number=str(NORMAL[i]), flow_type="SMS",
+                client_ip=address,
+            )  # fmt: skip
+            await process.verification.start(account, request)
+
+        async def stored(address: str) -> int | None:
+            async with process.database.read() as connection:
+                total = await connection.scalar(
+                    sa.select(sa.func.sum(fraud_counters.c.count)).where(
+                        fraud_counters.c.account_id == account.id,
+                        fraud_counters.c.name == f"ip:{address}",
+                    )
+                )
+            return None if total is None else int(total)
+
+        await send(0, "198.51.100.7")
+        await send(1, "198.51.100.8")
+        await process.fraud.sync()
+        assert await stored("198.51.100.7") is None
+        assert await stored("198.51.100.8") is None
+        await send(2, "198.51.100.7")
+        await process.fraud.sync()
+        assert await stored("198.51.100.7") == 2
+        assert await stored("198.51.100.8") is None
+        # the range and the account's counts are written at every sync all the same
+        async with process.database.read() as connection:
+            sends = await connection.scalar(
+                sa.select(sa.func.sum(fraud_counters.c.count)).where(
+                    fraud_counters.c.account_id == account.id, fraud_counters.c.name == "a"
+                )
+            )
+        assert sends == 3
+    finally:
+        await process.stop()

@@ -490,7 +490,7 @@ class FraudGuard:
         pending = self._pending
         for key, series in zip(counted, loaded, strict=True):
             series.add(minute, 1)
-            if key == stored:
+            if key == stored or series.local:  # stored already; an address's count kept here
                 continue
             minutes = pending.get(key)
             if minutes is None:
@@ -732,13 +732,15 @@ class FraudGuard:
     # -- the shared counters ---------------------------------------------------------------
 
     def _count(self, key: _Key, minute: int, count: int) -> None:
+        series = self._series.get(key)
+        if series is not None:
+            series.add(minute, count)
+            if series.local:  # an address seen once: its counts are its own until it comes back
+                return
         minutes = self._pending.get(key)
         if minutes is None:
             minutes = self._pending[key] = {}
         minutes[minute] = minutes.get(minute, 0) + count
-        series = self._series.get(key)
-        if series is not None:
-            series.add(minute, count)
 
     async def _refresh(self) -> None:
         """Exchange counts with the store when the copy is older than `sync_interval_s`."""
@@ -792,27 +794,15 @@ class FraudGuard:
     async def _send_counts(self) -> dict[Bucket, int]:
         """Write the counts this process took since the last sync; answer the store's totals.
 
-        An address seen once here keeps its count here (most addresses come once: a row
-        each would be most of the sync's writes); from its second send here its history is
-        read and its counts written. So each process may hold back one send per address
-        from the others: an address can pass its limit by one send per other process."""
-        sent = self._pending
-        increments: dict[Bucket, int] = {}
-        held: dict[_Key, dict[int, int]] = {}
-        series_of = self._series.get
-        for key, minutes in sent.items():
-            account_id, name = key
-            if name.startswith("ip:"):
-                series = series_of(key)
-                if series is not None and series.local:
-                    held[key] = minutes
-                    continue
-            for m, n in minutes.items():
-                if n:
-                    increments[(account_id, name, m)] = n
-        for key in held:
-            del sent[key]
-        self._pending = held
+        An address seen once here keeps its count in its series, not in `_pending` (most
+        addresses come once: a row each would be most of the sync's writes); at its second
+        send here its history is read and its counts join `_pending`. So each process may
+        hold back one send per address from the others: an address can pass its limit by
+        one send per other process."""
+        sent, self._pending = self._pending, {}
+        increments = {
+            (k[0], k[1], m): n for k, minutes in sent.items() for m, n in minutes.items() if n
+        }
         try:
             return await self._counters.add(increments) if increments else {}
         except BaseException:
@@ -850,8 +840,7 @@ class FraudGuard:
             else:
                 series.forget_before(oldest)
         for key in idle:
-            if self._series.pop(key).local:  # an address seen once: its count is no one's
-                self._pending.pop(key, None)
+            del self._series[key]
 
     async def _read_back(self, minute: int, oldest: int, skip: set[_Key]) -> None:
         """The other processes' counts: the last minutes of the counters used since the last
@@ -952,7 +941,9 @@ class FraudGuard:
         # judged on this process's counts, its history read before a second one here (the
         # syncs write its counts for the other processes all the same).
         for name in [n for n in missing if n.startswith("ip:")]:
-            series = _Series(self._pending_of(account_id, name), generation, local=True)
+            # its unsent counts (if any) are held in it from now, like the ones to come
+            held = self._pending.pop((account_id, name), {})
+            series = _Series(held, generation, local=True)
             series.used = now_s
             self._series.setdefault((account_id, name), series)
             missing.remove(name)
@@ -974,12 +965,20 @@ class FraudGuard:
             self._used.add(key)
 
     async def _read_addresses(self, account_id: str, names: list[str]) -> None:
+        """The history of addresses seen once here, at their second send: their counts kept
+        here join the unsent ones (the next sync writes them), the store's are merged in."""
         minute = int(self._clock.now().timestamp()) // 60
         since = minute - self._limits.ip_window_s // 60 - 1
         read = await self._counters.read(account_id, names, since)
+        for name in names:  # after the read: one that fails leaves them local, tried again
+            key = (account_id, name)
+            series = self._series[key]
+            if series.local:
+                series.local = False
+                minutes = self._pending.setdefault(key, {})
+                for m, n in series.buckets.items():
+                    minutes[m] = minutes.get(m, 0) + n
         self._merge(account_id, names, read, since, minute)
-        for name in names:
-            self._series[(account_id, name)].local = False
 
     def _pending_of(
         self, account_id: str, name: str, stored: Mapping[int, int] | None = None
