@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import shutil
@@ -137,15 +138,20 @@ async def _guard_alone(container: Container, account: Account, first: int, count
 
 async def _sends(
     container: Container, account: Account, first: int, count: int
-) -> tuple[float, float]:
-    """CPU per send, and the guard's part of it."""
+) -> tuple[float, float, float, int]:
+    """CPU per send, the guard's part of it, the verification counts' part (paid when a
+    code is checked, here in the send loop), and the garbage collections run."""
     timed = container.verification._guard
     assert isinstance(timed, _TimedGuard)
     inside = timed.cpu_s
+    counting = 0.0
+    collections = sum(stat["collections"] for stat in gc.get_stats())
     started = time.process_time()
     for i in range(first, first + count):
         # every user enters the code: the conversion monitor sees a healthy account
+        counted = time.process_time()
         container.fraud.verified(account.id, f"+91{_number(i)}", "91")
+        counting += time.process_time() - counted
         await container.verification.start(
             account,
             SendRequest(
@@ -153,7 +159,12 @@ async def _sends(
                 client_ip=_client_ip(i),
             ),
         )  # fmt: skip
-    return (time.process_time() - started) / count, (timed.cpu_s - inside) / count
+    return (
+        (time.process_time() - started) / count,
+        (timed.cpu_s - inside) / count,
+        counting / count,
+        sum(stat["collections"] for stat in gc.get_stats()) - collections,
+    )
 
 
 async def main() -> None:
@@ -177,15 +188,21 @@ async def main() -> None:
         await _guard_alone(alone, accounts["alone"], 0, PREFIXES)  # warm
         await _sends(on, accounts["on"], 0, PREFIXES)
         await _sends(off, accounts["off"], 0, PREFIXES)
-        figures: dict[str, list[float]] = {n: [] for n in ("alone", "on", "off", "in", "in_off")}
+        names = ("alone", "on", "off", "in", "in_off", "verified", "verified_off", "gc", "gc_off")
+        figures: dict[str, list[float]] = {n: [] for n in names}
         for round_ in range(rounds):
             first = PREFIXES + round_ * count
             order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
             for name in order:
                 container = on if name == "on" else off
-                send, inside = await _sends(container, accounts[name], first, count)
+                send, inside, counting, collected = await _sends(
+                    container, accounts[name], first, count
+                )
+                suffix = "" if name == "on" else "_off"
                 figures[name].append(send)
                 figures["in" if name == "on" else "in_off"].append(inside)
+                figures["verified" + suffix].append(counting)
+                figures["gc" + suffix].append(collected)
             figures["alone"].append(await _guard_alone(alone, accounts["alone"], first, count))
     load_after = os.getloadavg()
     median = {name: statistics.median(values) for name, values in figures.items()}
@@ -198,6 +215,9 @@ async def main() -> None:
         f"{load_before[0]:.1f} → {load_after[0]:.1f}\n"
         f"  guard inside the sends {median['in'] * 1e6:.1f} µs ({median['in'] / on_send:.1%} "
         f"of a send; disabled guard {median['in_off'] * 1e6:.1f} µs)\n"
+        f"  verification counts {median['verified'] * 1e6:.1f} µs per code (disabled "
+        f"{median['verified_off'] * 1e6:.1f} µs); collections per block "
+        f"{median['gc']:.0f} on, {median['gc_off']:.0f} off\n"
         f"  guard alone {median['alone'] * 1e6:.1f} µs ({median['alone'] / on_send:.1%})\n"
         f"  send with guard {on_send * 1e6:.0f} µs, without {median['off'] * 1e6:.0f} µs, "
         f"paired difference {difference * 1e6:+.0f} µs ({difference / on_send:+.1%}; "

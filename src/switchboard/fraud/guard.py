@@ -260,6 +260,8 @@ class FraudGuard:
         self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
         self._cold: dict[str, set[str]] = {}  # counters whose history the next sync reads
         self._used: set[_Key] = set()  # counters used since the last sync
+        # codes verified, not counted yet: (account, number, country code, minute)
+        self._verifications: list[tuple[str, str, str, int]] = []
         self._rules: dict[str, tuple[dict[str, Any], AccountRules]] = {}
         self._safe: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
@@ -580,6 +582,8 @@ class FraudGuard:
         settled = minute - -(-limits.conversion_grace_s // 60)  # sends that had time to verify
         sends = counters.range.total(first, settled)
         if sends >= limits.conversion_min_prefix_sends:  # a smaller sample (most ranges): no
+            if self._verifications:
+                self._count_verifications()
             seen = rules.Conversion(sends, counters.range_verified.total(first, minute))
             trip = rules.check_conversion(
                 {shown: (seen, limits.conversion_min_prefix_sends)},
@@ -594,6 +598,8 @@ class FraudGuard:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         trip = None
+        if self._verifications:
+            self._count_verifications()
         sends = counters.country.total(first, settled)
         if sends >= limits.conversion_min_country_sends:
             seen = rules.Conversion(sends, counters.country_verified.total(first, minute))
@@ -701,11 +707,19 @@ class FraudGuard:
         if not self._options.enabled:  # nobody reads these counts: they would pile up here
             return
         minute = int(self._clock.now().timestamp()) // 60
-        prefix = rules.prefix_of(destination, self._limits.wildcard_digits)
-        for name in ("av", f"pv:{prefix}", f"cv:{country_code}"):
-            self._count((account_id, name), minute, 1)
+        # counted in a batch before anything reads them (the conversion figures, a sync): a
+        # code check then costs an append, not three counters' lookups
+        self._verifications.append((account_id, destination, country_code, minute))
         if self._background is None:
             self._sync_soon()
+
+    def _count_verifications(self) -> None:
+        done, self._verifications = self._verifications, []
+        digits = self._limits.wildcard_digits
+        for account_id, destination, country_code, minute in done:
+            prefix = rules.prefix_of(destination, digits)
+            for name in ("av", f"pv:{prefix}", f"cv:{country_code}"):
+                self._count((account_id, name), minute, 1)
 
     def _sync_soon(self) -> None:
         """A process that checks codes but screens no sends still sends its counts: a sync in
@@ -765,6 +779,8 @@ class FraudGuard:
         await self._counters.close()
 
     async def _sync(self) -> None:
+        if self._verifications:
+            self._count_verifications()
         now = self._clock.now()
         minute = int(now.timestamp()) // 60
         totals = await self._send_counts()
