@@ -85,6 +85,12 @@ async def _blocks(mc: MessageCentralClient, **params: Any) -> list[dict[str, Any
     return blocks
 
 
+def _otp_to(number: int, client_ip: str | None = None) -> SendRequest:
+    return SendRequest(
+        country_code="91", mobile_number=str(number), flow_type="SMS", client_ip=client_ip
+    )
+
+
 async def _count(container: Container, table: sa.Table) -> int:
     async with container.database.read() as connection:
         return int(await connection.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
@@ -350,9 +356,7 @@ async def test_an_attack_spread_over_two_processes_is_judged_on_both_counts_near
             try:
                 await process.verification.start(
                     account,
-                    SendRequest(
-                        country_code="91", mobile_number=str(ATTACK_RANGE + i), flow_type="SMS"
-                    ),
+                    _otp_to(ATTACK_RANGE + i),
                 )
                 answers.append(200)
             except FraudBlockedError:
@@ -391,12 +395,8 @@ async def test_a_client_ip_seen_by_another_process_is_refused_at_its_second_send
         )
 
         async def send(process: Container, i: int) -> str:
-            request = SendRequest(
-                country_code="91", mobile_number=str(NORMAL[i]), flow_type="SMS",
-                client_ip="198.51.100.7",
-            )  # fmt: skip
             try:
-                await process.verification.start(account, request)
+                await process.verification.start(account, _otp_to(NORMAL[i], "198.51.100.7"))
             except FraudBlockedError as refused:
                 return str(refused).split(":")[0]
             return "sent"
@@ -426,11 +426,7 @@ async def test_an_address_seen_once_keeps_its_count_in_the_process_until_it_come
         )
 
         async def send(i: int, address: str) -> None:
-            request = SendRequest(
-                country_code="91", mobile_number=str(NORMAL[i]), flow_type="SMS",
-                client_ip=address,
-            )  # fmt: skip
-            await process.verification.start(account, request)
+            await process.verification.start(account, _otp_to(NORMAL[i], address))
 
         async def stored(address: str) -> int | None:
             async with process.database.read() as connection:

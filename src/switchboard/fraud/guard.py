@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from switchboard.clock import Clock
 from switchboard.config import FraudSettings
@@ -144,36 +144,44 @@ class _Counters:
         self.address = address
 
 
+class _Velocity(NamedTuple):
+    """A range's numbers in its window, in the rest of its baseline period, and its limit."""
+
+    in_window: int
+    before: int
+    limit: float
+
+
+def _velocity(series: _Series, minute: int, limits: Thresholds) -> _Velocity:
+    window = limits.prefix_window_s // 60
+    before = series.total(minute - limits.baseline_s // 60 + 1, minute - window)
+    return _Velocity(
+        series.total(minute - window + 1, minute), before, rules.prefix_limit(before, limits)
+    )
+
+
 class _Look:
     """What one send is judged on: its time, range and counters, gathered by `_look`."""
 
-    __slots__ = ("counters", "fresh", "last", "minute", "names", "now", "prefix", "seen",
-                 "stored", "velocity")  # fmt: skip
+    __slots__ = ("address_key", "counters", "country_key", "fresh", "last", "minute", "now",
+                 "prefix", "range_key", "seen", "stored", "velocity")  # fmt: skip
 
     counters: _Counters
-    names: list[str]  # a, av, p:, pv:, c:, cv:, and ip: when the client's address is given
-    seen: tuple[str, str]  # (account, number): the key of `FraudGuard._numbers`
     last: int | None  # the minute this number was last counted in its range here
     fresh: bool  # counted in its range: new in the range's window
 
-    def __init__(self, now: datetime, prefix: str) -> None:
+    def __init__(self, admission: Admission, now: datetime, prefix: str) -> None:
+        account_id = admission.account_id
         self.now = now
         self.minute = int(now.timestamp()) // 60
         self.prefix = prefix
-        # the range's (numbers in the window, before it, its limit), for a fresh number
-        self.velocity: tuple[int, int, float] | None = None
+        self.range_key = (account_id, f"p:{prefix}")
+        self.country_key = (account_id, f"c:{admission.country_code}")
+        ip_key = admission.client_ip
+        self.address_key = None if ip_key is None else (account_id, f"ip:{ip_key}")
+        self.seen = (account_id, admission.destination)  # the key of `FraudGuard._numbers`
+        self.velocity: _Velocity | None = None  # for a number new in its range's window
         self.stored: _Key | None = None  # the counter this send is in the store in already
-
-
-def _velocity(series: _Series, minute: int, limits: Thresholds) -> tuple[int, int, float]:
-    """A range's numbers in its window, in the rest of its baseline period, and its limit."""
-    window = limits.prefix_window_s // 60
-    before = series.total(minute - limits.baseline_s // 60 + 1, minute - window)
-    return (
-        series.total(minute - window + 1, minute),
-        before,
-        rules.prefix_limit(before, limits),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +262,6 @@ class FraudGuard:
         self._series: dict[_Key, _Series] = {}
         self._pending: dict[_Key, dict[int, int]] = {}  # counted here, not yet sent
         self._holds: dict[tuple[str, str, str], FraudBlock] = {}
-        self._held_accounts: set[str] = set()  # the accounts `_holds` names
         self._static: dict[tuple[str, str, str], FraudBlock] = {}
         self._hits: dict[str, tuple[int, datetime]] = {}
         self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
@@ -315,7 +322,7 @@ class FraudGuard:
         if not policy.active:
             return admission
         try:
-            look = await self._look(account.id, policy, destination, country_code, ip_key)
+            look = await self._look(admission, policy)
         except Exception as exc:
             if policy.fail_open:
                 log.warning("fraud check unavailable; failing open", error=type(exc).__name__)
@@ -329,7 +336,7 @@ class FraudGuard:
         if look is None:  # safe-listed
             return admission
         admission.minute = look.minute
-        trips = self._judge(account.id, policy, destination, country_code, ip_key, look)
+        trips = self._judge(admission, policy, look)
         if trips:
             try:
                 await self._apply(admission, policy, trips, look.now)
@@ -340,67 +347,61 @@ class FraudGuard:
         self._count_send(admission, look)
         return admission
 
-    async def _look(
-        self,
-        account_id: str,
-        policy: AccountRules,
-        destination: str,
-        country_code: str,
-        ip_key: str | None,
-    ) -> _Look | None:
+    async def _look(self, admission: Admission, policy: AccountRules) -> _Look | None:
         """What the send is judged on (None: the number is safe-listed). Awaits only what
         needs the store: the safe list and the sync when they are due, a counter's history the
         first time, a range near its limit."""
-        cached = self._safe.get(account_id)
-        if cached is not None and time.monotonic() - cached[0] < self._settings_cache_s:
-            safe = cached[1]
-        else:
+        account_id, destination = admission.account_id, admission.destination
+        safe = self._cached_safe(account_id)
+        if safe is None:
             safe = await self._safe_entries(account_id)
         if safe and rules.is_safe(safe, destination):
             return None
-        if time.monotonic() - self._synced_at >= self._options.sync_interval_s:
+        if self._sync_due():
             await self._refresh()
         limits = self._limits
-        look = _Look(self._clock.now(), rules.prefix_of(destination, limits.wildcard_digits))
-        prefix, minute = look.prefix, look.minute
-        names = ["a", "av", f"p:{prefix}", f"pv:{prefix}", f"c:{country_code}",
+        look = _Look(
+            admission, self._clock.now(), rules.prefix_of(destination, limits.wildcard_digits)
+        )
+        prefix, minute, country_code = look.prefix, look.minute, admission.country_code
+        names = ["a", "av", look.range_key[1], f"pv:{prefix}", look.country_key[1],
                  f"cv:{country_code}"]  # fmt: skip
-        if ip_key is not None:
-            names.append(f"ip:{ip_key}")
-        look.names = names
+        if look.address_key is not None:
+            names.append(look.address_key[1])
         look.counters = counters = _Counters(*await self._load(account_id, names))
-        look.seen = (account_id, destination)
         look.last = last = self._numbers.get(look.seen)
         look.fresh = last is None or minute - last >= limits.prefix_window_s // 60
         if look.fresh and policy.modes[Rule.PREFIX_VELOCITY] is not Mode.OFF:
             look.velocity = velocity = _velocity(counters.range, minute, limits)
-            if (velocity[0] + 1) * 2 > velocity[2]:  # past half its limit
+            if (velocity.in_window + 1) * 2 > velocity.limit:  # past half its limit
                 shown = rules.shown_prefix(prefix, limits.wildcard_digits)
                 look.stored = await self._exchange_near_limit(
-                    (account_id, names[2]), counters.range, shown, look.now
+                    look.range_key, counters.range, shown, look.now
                 )
                 if look.stored is not None:
                     look.velocity = _velocity(counters.range, minute, limits)
         return look
 
     def _count_send(self, admission: Admission, look: _Look) -> None:
-        """The screened send in the counters it is counted in."""
-        account_id = admission.account_id
-        names, counters = look.names, look.counters
-        counted = [(account_id, "a"), (account_id, names[4])]
-        taken = [counters.sends, counters.country]
+        """The screened send in the counters it is counted in (`stored`: in the store already)."""
+        account_id, minute, counters = admission.account_id, look.minute, look.counters
+        counted = [(account_id, "a"), look.country_key]
+        self._count_in(counted[0], counters.sends, minute, 1)
+        self._count_in(look.country_key, counters.country, minute, 1)
         # The range counts numbers, not sends: one user's resends are the per-number limits'
         # business, pumping is many numbers in one range. (Per process: a number sent to by
         # two processes counts twice, on the safe side.)
         if look.fresh:
-            counted.append((account_id, names[2]))
-            taken.append(counters.range)
-            self._numbers[look.seen] = look.minute
+            counted.append(look.range_key)
+            if look.stored == look.range_key:
+                counters.range.add(minute, 1)
+            else:
+                self._count_in(look.range_key, counters.range, minute, 1)
+            self._numbers[look.seen] = minute
             admission.new_number = (look.seen, look.last)
-        if counters.address is not None:
-            counted.append((account_id, names[6]))
-            taken.append(counters.address)
-        self._take(counted, taken, look.minute, look.stored)
+        if look.address_key is not None and counters.address is not None:
+            counted.append(look.address_key)
+            self._count_in(look.address_key, counters.address, minute, 1)
         admission.counted = counted
 
     async def _apply(
@@ -484,21 +485,6 @@ class FraudGuard:
             minutes = self._pending.setdefault(key, {})
             minutes[minute] = minutes.get(minute, 0) - 1
 
-    def _take(
-        self, counted: list[_Key], loaded: list[_Series], minute: int, stored: _Key | None
-    ) -> None:
-        """One send in each of the counters `counted`, loaded as `loaded` (the send path's
-        `_count`); `stored` has it in the store already."""
-        pending = self._pending
-        for key, series in zip(counted, loaded, strict=True):
-            series.add(minute, 1)
-            if key == stored or series.local:  # stored already; an address's count kept here
-                continue
-            minutes = pending.get(key)
-            if minutes is None:
-                minutes = pending[key] = {}
-            minutes[minute] = minutes.get(minute, 0) + 1
-
     def _policy(self, account: Account) -> AccountRules:
         cached = self._rules.get(account.id)
         if cached is None or cached[0] is not account.settings:  # a new copy of the account
@@ -506,19 +492,13 @@ class FraudGuard:
             self._rules[account.id] = cached
         return cached[1]
 
-    def _judge(
-        self,
-        account_id: str,
-        policy: AccountRules,
-        destination: str,
-        country_code: str,
-        ip_key: str | None,
-        look: _Look,
-    ) -> list[Trip]:
+    def _judge(self, admission: Admission, policy: AccountRules, look: _Look) -> list[Trip]:
         """Every rule's trip for this send, refusing rules first in a fixed order."""
         limits = self._limits
         modes = policy.modes
         trips: list[Trip] = []
+        account_id, country_code = admission.account_id, admission.country_code
+        destination, ip_key = admission.destination, admission.client_ip
         prefix, minute, velocity, counters = look.prefix, look.minute, look.velocity, look.counters
         shown = rules.shown_prefix(prefix, limits.wildcard_digits)
         if policy.countries is not None and modes[Rule.COUNTRY] is not Mode.OFF:
@@ -529,10 +509,10 @@ class FraudGuard:
             trip = rules.check_high_cost(destination, policy.high_cost)
             if trip:
                 trips.append(trip)
-        if account_id in self._held_accounts:
+        if self._holds:
             self._held_trips(account_id, modes, shown, country_code, ip_key, look.now, trips)
-        if velocity is not None and velocity[0] + 1 > velocity[2]:
-            trip = rules.check_prefix_velocity(prefix, velocity[0], velocity[1], limits)
+        if velocity is not None and velocity.in_window + 1 > velocity.limit:
+            trip = rules.check_prefix_velocity(prefix, velocity.in_window, velocity.before, limits)
             if trip:
                 trips.append(trip)
         address = counters.address
@@ -661,7 +641,6 @@ class FraudGuard:
                 log.exception("recording a fraud block failed", rule=trip.rule.value)
             if hold is not None:
                 self._holds[key] = block
-                self._held_accounts.add(block.account_id)
             else:
                 self._static[key] = _with_until(block, until)
         reason = trip.reason if isinstance(trip, _HeldTrip) else block.reason
@@ -746,19 +725,26 @@ class FraudGuard:
     # -- the shared counters ---------------------------------------------------------------
 
     def _count(self, key: _Key, minute: int, count: int) -> None:
-        series = self._series.get(key)
+        self._count_in(key, self._series.get(key), minute, count)
+
+    def _count_in(self, key: _Key, series: _Series | None, minute: int, count: int) -> None:
+        """Add to the counter `key` (loaded as `series`, if it is) and to what the next sync
+        sends, but an address seen once: its counts are its own until it comes back."""
         if series is not None:
             series.add(minute, count)
-            if series.local:  # an address seen once: its counts are its own until it comes back
+            if series.local:
                 return
         minutes = self._pending.get(key)
         if minutes is None:
             minutes = self._pending[key] = {}
         minutes[minute] = minutes.get(minute, 0) + count
 
+    def _sync_due(self) -> bool:
+        return time.monotonic() - self._synced_at >= self._options.sync_interval_s
+
     async def _refresh(self) -> None:
         """Exchange counts with the store when the copy is older than `sync_interval_s`."""
-        if time.monotonic() - self._synced_at < self._options.sync_interval_s:
+        if not self._sync_due():
             return
         async with self._lock:
             started = time.monotonic()
@@ -795,7 +781,6 @@ class FraudGuard:
         await self._read_back(minute, oldest, set() if rollover else written)
         holds = await self._store.active_holds(now)
         self._holds = {(b.account_id, b.rule, b.subject): b for b in holds}
-        self._held_accounts = {b.account_id for b in holds}
         if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
             self._pruned_at = time.monotonic()
             await self._counters.prune(oldest - 60)
@@ -1006,10 +991,16 @@ class FraudGuard:
 
     # -- safe lists and records ------------------------------------------------------------
 
-    async def _safe_entries(self, account_id: str) -> tuple[str, ...]:
+    def _cached_safe(self, account_id: str) -> tuple[str, ...] | None:
         cached = self._safe.get(account_id)
         if cached is not None and time.monotonic() - cached[0] < self._settings_cache_s:
             return cached[1]
+        return None
+
+    async def _safe_entries(self, account_id: str) -> tuple[str, ...]:
+        cached = self._cached_safe(account_id)
+        if cached is not None:
+            return cached
         entries = tuple(await self._store.safe_list(account_id))
         self._safe[account_id] = (time.monotonic(), entries)
         return entries

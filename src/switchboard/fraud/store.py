@@ -79,11 +79,6 @@ def sends_counter_of(name: str) -> tuple[str, bool]:
     return name, False
 
 
-def verifications_counter_of(sends: str) -> str:
-    """The inverse of `sends_counter_of` for a sends counter that has verifications."""
-    return "av" if sends == "a" else f"{sends[0]}v{sends[1:]}"
-
-
 class CounterStore(Protocol):
     """Send and verification counts in minute buckets, shared by every process.
 

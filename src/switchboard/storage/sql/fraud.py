@@ -14,7 +14,6 @@ from switchboard.fraud.store import (
     Bucket,
     FraudBlock,
     sends_counter_of,
-    verifications_counter_of,
 )
 from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.tables import fraud_blocks, fraud_counters, fraud_safe_list
@@ -160,16 +159,16 @@ class SqlCounterStore:
     async def add(self, increments: Mapping[Bucket, int]) -> dict[Bucket, int]:
         if not increments:
             return {}
-        # (account, sends counter, minute) → [sends, verifications, which of them were asked]
-        merged: dict[Bucket, list[int]] = {}
+        merged: dict[Bucket, list[int]] = {}  # (account, sends counter, minute) → [sends, verified]
+        asked: dict[Bucket, list[tuple[str, bool]]] = {}  # the same → the names given, verified?
         for (account_id, name, minute), count in increments.items():
             row_name, is_verified = sends_counter_of(name)
             key = (account_id, row_name, minute)
             row = merged.get(key)
             if row is None:
-                row = merged[key] = [0, 0, 0]
-            row[is_verified] += count
-            row[2] |= 1 << is_verified
+                row = merged[key] = [0, 0]
+            row[1 if is_verified else 0] += count
+            asked.setdefault(key, []).append((name, is_verified))
         # sorted: two processes upserting the same rows lock them in one order (PostgreSQL)
         rows = sorted((a, n, m, row[0], row[1]) for (a, n, m), row in merged.items())
         async with self._db.write(every_account=True) as connection:
@@ -180,22 +179,19 @@ class SqlCounterStore:
                 result = await connection.exec_driver_sql(_POSTGRES_UPSERT, columns)
             stored: Sequence[Any] = result.all()
         totals: dict[Bucket, int] = {}
-        for account_id, name, minute, sends, verified in stored:
-            asked = merged[(account_id, name, minute)][2]
-            if asked & 1:
-                totals[(account_id, name, minute)] = sends
-            if asked & 2:
-                totals[(account_id, verifications_counter_of(name), minute)] = verified
+        for account_id, row_name, minute, sends, verified in stored:
+            for name, is_verified in asked[(account_id, row_name, minute)]:
+                totals[(account_id, name, minute)] = verified if is_verified else sends
         return totals
 
     async def read(
         self, account_id: str, names: Sequence[str], since_minute: int
     ) -> dict[str, dict[int, int]]:
         found: dict[str, dict[int, int]] = {}
-        asked: dict[str, int] = {}  # sends counter → 1: its sends asked, 2: its verifications
+        asked: dict[str, list[tuple[str, bool]]] = {}  # sends counter → the names, verified?
         for name in names:
             row_name, is_verified = sends_counter_of(name)
-            asked[row_name] = asked.get(row_name, 0) | 1 << is_verified
+            asked.setdefault(row_name, []).append((name, is_verified))
         wanted: str | list[str]
         if self._sqlite:
             statement, wanted = _SQLITE_READ, json.dumps(list(asked))
@@ -204,12 +200,11 @@ class SqlCounterStore:
         async with self._db.read(every_account=True) as connection:
             result = await connection.exec_driver_sql(statement, (account_id, wanted, since_minute))
             read: Sequence[Any] = result.all()
-        for name, minute, sends, verified in read:
-            which = asked[name]
-            if which & 1 and sends:
-                found.setdefault(name, {})[minute] = sends
-            if which & 2 and verified:
-                found.setdefault(verifications_counter_of(name), {})[minute] = verified
+        for row_name, minute, sends, verified in read:
+            for name, is_verified in asked[row_name]:
+                value = verified if is_verified else sends
+                if value:
+                    found.setdefault(name, {})[minute] = value
         return found
 
     async def prune(self, before_minute: int) -> None:
