@@ -237,12 +237,10 @@ def client_ip_key(raw: str) -> str:
     value = raw.strip()
     octets = value.split(".")
     # the common case without ipaddress' objects: a dotted quad already in its shortest form
-    if len(octets) == 4:
-        for o in octets:
-            if not (o.isdigit() and o.isascii() and int(o) <= 255 and (o == "0" or o[0] != "0")):
-                break
-        else:
-            return value
+    if len(octets) == 4 and all(
+        o.isdigit() and o.isascii() and int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets
+    ):
+        return value
     address = ipaddress.ip_address(value)
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))

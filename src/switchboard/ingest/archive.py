@@ -30,6 +30,10 @@ _ZIP64_EOCD: Final = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL_RECORD_BUDGET: Final = 512
 _LOCAL_HEADER_BYTES: Final = 30  # a member's local header before its name
 _ALLOWED_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+# What zipfile raises for a corrupt archive: besides its own and zlib's errors, EOFError (a
+# truncated member), NotImplementedError (a version or compression method a corrupt header
+# names) and ValueError (a seek a corrupt header sends outside the file).
+_CORRUPT: Final = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
 
 
 class UploadArchive:
@@ -69,10 +73,7 @@ class UploadArchive:
                     if produced > info.file_size:
                         raise UploadRejectedError(f"{name} is larger than its zip header says")
                     yield chunk
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as error:
-            # NotImplementedError: a zip feature Python's zipfile does not read (a version or
-            # a compression method a corrupt header names); ValueError: a seek a corrupt header
-            # sends outside the file
+        except _CORRUPT as error:
             raise UploadRejectedError(f"the workbook is corrupt: {name}: {error}") from None
 
     def close(self) -> None:
@@ -99,7 +100,7 @@ def open_upload_archive(
         size = _check_envelope(stream, limits)
         try:
             archive = zipfile.ZipFile(stream)
-        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
+        except _CORRUPT as error:
             raise UploadRejectedError(f"the workbook is corrupt: {error}") from None
         cleanup.callback(archive.close)
         _check_members(archive.infolist(), limits, size)
