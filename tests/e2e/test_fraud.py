@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -15,7 +15,7 @@ from tests.e2e.conftest import PASSWORD
 from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
 from switchboard.fraud.guard import FraudBlockedError
-from switchboard.fraud.store import BlockQuery
+from switchboard.fraud.store import WRITES, WRITES_MINUTE, BlockQuery, Bucket, CounterStore
 from switchboard.services.verification import SendRequest
 from switchboard.storage.sql.tables import fraud_blocks, fraud_counters, messages, verifications
 from switchboard.testing.client import MessageCentralClient
@@ -457,3 +457,80 @@ async def test_an_address_seen_once_keeps_its_count_in_the_process_until_it_come
         assert sends == 3
     finally:
         await process.stop()
+
+
+class _CountingReads:
+    """The guard's counter store, its reads counted (what the guard read back, and when)."""
+
+    def __init__(self, store: CounterStore) -> None:
+        self.store = store
+        self.reads: list[tuple[str, ...]] = []
+
+    async def add(self, increments: Mapping[Bucket, int]) -> dict[Bucket, int]:
+        return await self.store.add(increments)
+
+    async def read(
+        self, account_id: str, names: Sequence[str], since_minute: int
+    ) -> dict[str, dict[int, int]]:
+        self.reads.append(tuple(names))
+        return await self.store.read(account_id, names, since_minute)
+
+    async def prune(self, before_minute: int) -> None:
+        await self.store.prune(before_minute)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _count_reads(process: Container) -> _CountingReads:
+    counting = _CountingReads(process.fraud._counters)
+    process.fraud._counters = counting  # a test's liberty: the container wires the store
+    return counting
+
+
+async def test_a_process_alone_reads_nothing_back_and_sees_another_once_it_writes(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """The store's write count of an account tells a process whether anyone else wrote for
+    it: alone, a sync writes and reads nothing back; the first write of a second process
+    makes the first read the counters it uses, so the second's numbers count against the
+    range before the first's next send is judged."""
+    settings = make_settings(fraud={"sync_interval_s": 0})  # a sync before every send
+    first, second = (build_container(settings, clock=clock) for _ in range(2))
+    await first.start(run_workers=False)
+    await second.start(run_workers=False)
+    try:
+        account = await first.accounts.create_customer(
+            email="dev@example.com", password=PASSWORD, customer_id="C-1", name="Acme"
+        )
+        reads = _count_reads(first)
+        for i in range(6):
+            clock.advance(20)  # a minute's first sync among them
+            await first.verification.start(account, _otp_to(ATTACK_RANGE + i))
+        # the counters' history at their first send, the ones used at the first sync (the
+        # account's write count was new to the process), then nothing
+        assert reads.reads[0] == ("a", "av", "c:91", "cv:91", "p:+919876500", "pv:+919876500")
+        assert len(reads.reads) == 2
+        await first.fraud.sync()
+        assert len(reads.reads) == 2
+        for i in range(6, 10):  # the other process: the floor's ten numbers reached
+            clock.advance(1)
+            await second.verification.start(account, _otp_to(ATTACK_RANGE + i))
+        clock.advance(1)
+        with pytest.raises(FraudBlockedError, match="prefix_velocity"):
+            await first.verification.start(account, _otp_to(ATTACK_RANGE + 10))
+        assert "p:+919876500" in {name for names in reads.reads[2:] for name in names}
+        assert await _count(first, verifications) == 10
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def test_pruning_keeps_the_accounts_write_counts(container: Container) -> None:
+    counters = container.fraud._counters
+    totals = await counters.add({("acc", WRITES, WRITES_MINUTE): 3, ("acc", "a", 100): 1})
+    assert totals[("acc", WRITES, WRITES_MINUTE)] == 3
+    await counters.prune(1_000_000)
+    assert await counters.read("acc", ["a"], 0) == {}
+    again = await counters.add({("acc", WRITES, WRITES_MINUTE): 1})
+    assert again == {("acc", WRITES, WRITES_MINUTE): 4}

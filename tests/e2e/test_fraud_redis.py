@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from tests.e2e.test_fraud import ATTACK_RANGE, guarded  # noqa: F401 (the fixture)
 
+from switchboard.fraud.store import WRITES, WRITES_MINUTE
 from switchboard.storage.sql.tables import fraud_counters
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -110,3 +111,30 @@ async def test_a_busy_redis_counter_drops_minutes_older_than_its_window(key_pref
         assert kept == list(range(1179 - 60, 1180))  # the last hour (the ttl) and no more
     finally:
         await store.close()
+
+
+async def test_the_write_count_never_expires_and_a_fallbacks_is_not_taken_for_redis(
+    key_prefix: str, container: Any
+) -> None:
+    """A write count that expired could restart and repeat a value a process saw (it would
+    miss another's writes); the database's count, answered while Redis is down, is not
+    Redis's, so the fallback leaves it out (the guard then reads back)."""
+    from switchboard.fraud.redis_counters import FallbackCounterStore, RedisCounterStore
+
+    store = RedisCounterStore(REDIS_URL, timeout_s=2, ttl_s=3600, key_prefix=key_prefix)
+    down = RedisCounterStore(
+        f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.2, ttl_s=3600, key_prefix=key_prefix
+    )
+    fallback = FallbackCounterStore(down, container.fraud._counters)
+    try:
+        totals = await store.add({("C-1", WRITES, WRITES_MINUTE): 1, ("C-1", "a", 1000): 1})
+        assert totals == {("C-1", WRITES, WRITES_MINUTE): 1, ("C-1", "a", 1000): 1}
+        client: Any = aioredis.from_url(REDIS_URL)
+        assert await client.ttl(f"{key_prefix}:C-1:{WRITES}") == -1  # no expiry
+        assert 0 < await client.ttl(f"{key_prefix}:C-1:a") <= 3600
+        await client.aclose()
+        answered = await fallback.add({("C-1", WRITES, WRITES_MINUTE): 1, ("C-1", "a", 1000): 1})
+        assert answered == {("C-1", "a", 1000): 1}  # from the database, without its count
+    finally:
+        await store.close()
+        await down.close()

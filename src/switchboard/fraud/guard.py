@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -25,7 +25,15 @@ from switchboard.domain.accounts import Account
 from switchboard.errors import InvalidCountryCodeError, InvalidRequestError, LimitReachedError
 from switchboard.fraud import rules
 from switchboard.fraud.rules import Mode, Rule, Thresholds, Trip
-from switchboard.fraud.store import BlockQuery, Bucket, CounterStore, FraudBlock, FraudStore
+from switchboard.fraud.store import (
+    WRITES,
+    WRITES_MINUTE,
+    BlockQuery,
+    Bucket,
+    CounterStore,
+    FraudBlock,
+    FraudStore,
+)
 from switchboard.observability import get_logger
 
 log = get_logger("switchboard.fraud")
@@ -34,6 +42,7 @@ _Key = tuple[str, str]  # (account id, counter name)
 _STATIC_RECORD_S = 3600  # refusals by the country and range rules share a record this long
 _PRUNE_EVERY_S = 3600.0
 _READ_CHUNK = 500
+_RECENT_MINUTES = 5  # another process's writes are of its counts of the last minutes
 _WALK_BUCKETS = 8  # a counter with at most this many minutes is summed without a cache
 
 
@@ -266,6 +275,15 @@ class FraudGuard:
         self._hits: dict[str, tuple[int, datetime]] = {}
         self._numbers: dict[tuple[str, str], int] = {}  # (account, number) → minute counted
         self._cold: dict[str, set[str]] = {}  # counters whose history the next sync reads
+        # Whether another process writes for an account: the store's write count of it
+        # (`WRITES`) and the minute this process last saw it. A count that moved by more than
+        # this process's own writes puts the account in `_foreign` (→ the minute it was seen
+        # before): the next sync reads its counters back from then; `_foreign_at` keeps the
+        # sync that found it, so counters unused since are read whole at their next use. An
+        # account only this process writes for is never read back.
+        self._writes: dict[str, tuple[int, int]] = {}
+        self._foreign: dict[str, int] = {}
+        self._foreign_at: dict[str, int] = {}
         self._used: set[_Key] = set()  # counters used since the last sync
         # codes verified, not counted yet: (account, number, country code, minute)
         self._verifications: list[tuple[str, str, str, int]] = []
@@ -458,7 +476,7 @@ class FraudGuard:
         window = limits.prefix_window_s // 60
         unsent = self._pending.pop(key, {})
         try:
-            await self._counters.add(
+            totals = await self._write(
                 {(account_id, name, m): n + (m == minute) for m, n in {minute: 0, **unsent}.items()}
             )
         except BaseException:
@@ -466,13 +484,15 @@ class FraudGuard:
                 again = self._pending.setdefault(key, {})
                 again[m] = again.get(m, 0) + n
             raise
-        since = minute - window + 1
-        try:
-            read = await self._counters.read(account_id, [name], since)
-        except BaseException:
-            await self._give_back(key, minute)
-            raise
-        self._merge(account_id, [name], read, since, minute)
+        self._apply_totals(totals)
+        if account_id in self._foreign:  # the other processes' numbers of the range, at once
+            since = minute - window + 1
+            try:
+                read = await self._counters.read(account_id, [name], since)
+            except BaseException:
+                await self._give_back(key, minute)
+                raise
+            self._merge(account_id, [name], read, since, minute)
         series.add(minute, -1)  # judged as a send not counted yet, like every other
         return key
 
@@ -480,7 +500,7 @@ class FraudGuard:
         """A send already in the store that is refused after all: taken out at once (rare: a
         held range is not exchanged), else with the next sync."""
         try:
-            await self._counters.add({(*key, minute): -1})
+            await self._write({(*key, minute): -1})
         except Exception:
             minutes = self._pending.setdefault(key, {})
             minutes[minute] = minutes.get(minute, 0) - 1
@@ -805,13 +825,44 @@ class FraudGuard:
             (k[0], k[1], m): n for k, minutes in sent.items() for m, n in minutes.items() if n
         }
         try:
-            return await self._counters.add(increments) if increments else {}
+            # the accounts used without a count to send: their write counts read all the same
+            return await self._write(increments, probe={key[0] for key in self._used})
         except BaseException:
             for key, minutes in sent.items():
                 for minute, count in minutes.items():
                     again = self._pending.setdefault(key, {})
                     again[minute] = again.get(minute, 0) + count
             raise
+
+    async def _write(
+        self, increments: dict[Bucket, int], *, probe: Iterable[str] = ()
+    ) -> dict[Bucket, int]:
+        """`counters.add` of `increments` and of each account's write count (1 for an
+        account written for, 0 for one in `probe` only); answers the buckets' totals. A
+        count that moved by more than that since this process last saw it: another process
+        wrote for the account in between (`_foreign`)."""
+        bumps = dict.fromkeys(probe, 0)
+        for account_id, _, _ in increments:
+            bumps[account_id] = 1
+        if not bumps:
+            return {}
+        for account_id, bump in bumps.items():
+            increments[(account_id, WRITES, WRITES_MINUTE)] = bump
+        totals = await self._counters.add(increments)
+        minute = int(self._clock.now().timestamp()) // 60
+        for account_id, bump in bumps.items():
+            count = totals.pop((account_id, WRITES, WRITES_MINUTE), None)
+            seen = self._writes.get(account_id)
+            # Each write adds 1, so a count one above the last seen (or the same, probed)
+            # leaves no room for another process's write; anything else, or no count (a
+            # fallback store's), is taken as one.
+            if count is None or seen is None or count != seen[0] + bump:
+                since = minute if seen is None else min(minute, seen[1])
+                self._foreign[account_id] = min(since, self._foreign.get(account_id, since))
+                self._foreign_at[account_id] = self._generation
+            if count is not None:
+                self._writes[account_id] = (count, minute)
+        return totals
 
     def _apply_totals(self, totals: Mapping[Bucket, int]) -> set[_Key]:
         """The store's totals of the buckets just sent plus what this process counted since
@@ -844,24 +895,43 @@ class FraudGuard:
             del self._series[key]
 
     async def _read_back(self, minute: int, oldest: int, skip: set[_Key]) -> None:
-        """The other processes' counts: the last minutes of the counters used since the last
-        sync (but those in `skip`), the whole history of those new here or used again after a
-        pause (`_cold`). Costs what was used since the last sync, not what the process holds."""
-        recent = minute - 5
-        hot: dict[str, list[str]] = {}
+        """The other processes' counts, for the accounts they wrote for (`_foreign`): the
+        counters used since the last sync (but those in `skip`, whose latest minute the write
+        answered, when the writes were seen this minute) from a few minutes before those
+        writes; the whole history of those used again after such writes (`_cold`). Costs what
+        was used since the last sync, not what the process holds; nothing in a process that
+        is the only one sending for its accounts."""
         used, self._used = self._used, set()
-        series_of = self._series.get
-        for key in used - skip if skip else used:
-            series = series_of(key)
-            if series is not None and not series.local:
-                hot.setdefault(key[0], []).append(key[1])
+        foreign, self._foreign = self._foreign, {}
         cold, self._cold = self._cold, {}
-        for batch, since in ((hot, recent), ({a: sorted(n) for a, n in cold.items()}, oldest)):
-            for account_id, every in batch.items():
-                for chunk in range(0, len(every), _READ_CHUNK):
-                    names = every[chunk : chunk + _READ_CHUNK]
-                    read = await self._counters.read(account_id, names, since)
-                    self._merge(account_id, names, read, since, minute)
+        try:
+            hot: dict[str, list[str]] = {}
+            series_of = self._series.get
+            for key in used:
+                seen = foreign.get(key[0])
+                if seen is None or (seen == minute and key in skip):
+                    continue
+                series = series_of(key)
+                if series is not None and not series.local:
+                    hot.setdefault(key[0], []).append(key[1])
+            for account_id, names in hot.items():
+                since = max(oldest, foreign[account_id] - _RECENT_MINUTES)
+                await self._read_into(account_id, names, since, minute)
+            for account_id, unread in cold.items():
+                await self._read_into(account_id, sorted(unread), oldest, minute)
+        except BaseException:  # read at the next sync
+            self._used |= used
+            for account_id, seen in foreign.items():
+                self._foreign[account_id] = min(seen, self._foreign.get(account_id, seen))
+            for account_id, unread in cold.items():
+                self._cold.setdefault(account_id, set()).update(unread)
+            raise
+
+    async def _read_into(self, account_id: str, names: list[str], since: int, minute: int) -> None:
+        for chunk in range(0, len(names), _READ_CHUNK):
+            part = names[chunk : chunk + _READ_CHUNK]
+            read = await self._counters.read(account_id, part, since)
+            self._merge(account_id, part, read, since, minute)
 
     def _merge(
         self,
@@ -922,9 +992,9 @@ class FraudGuard:
             if series.local:
                 unread.append(name)
             if series.generation != generation:  # its first use since the last sync
-                if series.generation < generation - 1 and not series.local:
-                    # unused at the last sync: judged on what this process has, and the next
-                    # sync reads its whole history
+                if series.generation < self._foreign_at.get(account_id, -1) and not series.local:
+                    # another process wrote for the account while it went unused here: judged
+                    # on what this process has, and the next sync reads its whole history
                     self._cold.setdefault(account_id, set()).add(name)
                 series.generation = generation
                 used.add(key)

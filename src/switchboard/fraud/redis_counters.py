@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from switchboard.fraud.store import Bucket, CounterStore, CountersUnavailableError
+from switchboard.fraud.store import WRITES, Bucket, CounterStore, CountersUnavailableError
 from switchboard.observability import get_logger
 
 log = get_logger("switchboard.fraud")
@@ -38,7 +38,8 @@ class RedisCounterStore:
                 for (account_id, name, minute), count in increments.items():
                     key = self._key(account_id, name)
                     pipe.hincrby(key, str(minute), count)
-                    keys.add(key)
+                    if name != WRITES:
+                        keys.add(key)
                 for key in keys:  # a counter unused for a day goes away by itself
                     pipe.expire(key, self._ttl_s)
                 answers = await pipe.execute()
@@ -99,7 +100,10 @@ class FallbackCounterStore:
             return await self._primary.add(increments)
         except CountersUnavailableError as exc:
             log.warning("fraud counters: redis unavailable, using the database", error=str(exc))
-            return await self._fallback.add(increments)
+            totals = await self._fallback.add(increments)
+        # the database's write counts are not Redis's: left out, they read as "another process
+        # may have written" (the guard reads back), never as "nobody did"
+        return {bucket: total for bucket, total in totals.items() if bucket[1] != WRITES}
 
     async def read(
         self, account_id: str, names: Sequence[str], since_minute: int

@@ -10,6 +10,13 @@ from typing import Any, Protocol
 # (account id, counter name, minute since the epoch)
 Bucket = tuple[str, str, int]
 
+# An account's write count: every `CounterStore.add` of a guard adds 1 to it per account it
+# writes for, so a process that finds it one above what it saw last knows no other process
+# wrote for the account in between. Kept in bucket (account, WRITES, WRITES_MINUTE) for as long
+# as the account: never pruned, never expired (a count that restarted could repeat a value).
+WRITES = "w"
+WRITES_MINUTE = 0
+
 
 class CountersUnavailableError(Exception):
     """The shared counters could not be read or written."""
@@ -84,7 +91,8 @@ class CounterStore(Protocol):
 
     Counters: `a`, `p:<range>`, `c:<country>` count an account's sends, `av`, `pv:<range>`,
     `cv:<country>` their verifications (a backend may keep the two in one record, see
-    `sends_counter_of`), `ip:<address>` the sends per client address.
+    `sends_counter_of`), `ip:<address>` the sends per client address, and `WRITES`, the
+    account's write count (`prune` and expiry leave it).
 
     Raises CountersUnavailableError when the backend cannot be read or written."""
 
