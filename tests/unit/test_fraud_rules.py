@@ -79,3 +79,21 @@ def test_client_ip_key_of_a_dotted_quad_is_what_ipaddress_makes_of_it(raw: str) 
             rules.client_ip_key(raw)
     else:
         assert rules.client_ip_key(raw) == expected
+
+
+@given(st.text(alphabet="0123456789.", max_size=16))
+def test_the_dotted_quad_shortcut_agrees_with_ipaddress(raw: str) -> None:
+    try:
+        expected: str | None = str(ipaddress.ip_address(raw))
+    except ValueError:
+        expected = None
+    try:
+        got: str | None = rules.client_ip_key(raw)
+    except ValueError:
+        got = None
+    assert got == expected
+
+
+@given(st.ip_addresses(v=4))
+def test_every_ipv4_address_is_its_own_key(address: ipaddress.IPv4Address) -> None:
+    assert rules.client_ip_key(str(address)) == str(address)

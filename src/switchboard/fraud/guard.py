@@ -525,7 +525,8 @@ class FraudGuard:
             trip = rules.check_country(country_code, policy.countries)
             if trip:
                 trips.append(trip)
-        if policy.high_cost and modes[Rule.HIGH_COST] is not Mode.OFF:
+        # one C call for the common answer (no range of the list)
+        if destination.startswith(policy.high_cost) and modes[Rule.HIGH_COST] is not Mode.OFF:
             trip = rules.check_high_cost(destination, policy.high_cost)
             if trip:
                 trips.append(trip)

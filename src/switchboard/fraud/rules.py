@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,15 +232,16 @@ def check_conversion(
     return None
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def client_ip_key(raw: str) -> str:
     """The address rate-limited for a `clientIp`: itself for IPv4, its /64 for IPv6 (one
     subscriber's allocation). Raises ValueError for something that is not an address."""
     value = raw.strip()
-    octets = value.split(".")
     # the common case without ipaddress' objects: a dotted quad already in its shortest form
-    if len(octets) == 4 and all(
-        o.isdigit() and o.isascii() and int(o) <= 255 and (o == "0" or o[0] != "0") for o in octets
-    ):
+    if _DOTTED_QUAD.fullmatch(value):
         return value
     address = ipaddress.ip_address(value)
     if address.version == 6:
