@@ -534,3 +534,11 @@ async def test_pruning_keeps_the_accounts_write_counts(container: Container) -> 
     assert await counters.read("acc", ["a"], 0) == {}
     again = await counters.add({("acc", WRITES, WRITES_MINUTE): 1})
     assert again == {("acc", WRITES, WRITES_MINUTE): 4}
+
+
+async def test_an_accounts_write_count_grows_past_a_32_bit_integer(container: Container) -> None:
+    """The write count is never pruned: years of syncs must not make the upsert fail."""
+    counters = container.fraud._counters
+    await counters.add({("acc", WRITES, WRITES_MINUTE): 2**31 - 1})
+    again = await counters.add({("acc", WRITES, WRITES_MINUTE): 2})
+    assert again == {("acc", WRITES, WRITES_MINUTE): 2**31 + 1}

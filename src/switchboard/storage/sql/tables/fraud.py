@@ -45,7 +45,7 @@ fraud_counters = sa.Table(
     sa.Column("account_id", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(80), primary_key=True),
     sa.Column("minute", sa.Integer, primary_key=True),
-    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),  # the write count only grows
     sa.Column("verified", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Index("ix_fraud_counters_minute", "minute"),
 )
