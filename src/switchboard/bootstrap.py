@@ -182,6 +182,10 @@ class QueueReportSink:
     async def on_inbound(self, message: InboundMessage) -> None:
         await self._queue.record_inbound(message)
 
+    async def drain(self) -> None:
+        """Write the receipts already handed over (at shutdown, once the drivers are closed)."""
+        await self._reports.drain()
+
 
 def build_driver(connector: ConnectorSettings, outbox: SqlOutbox, clock: Clock) -> ChannelDriver:
     """A driver from its connector block; its own options model validates the keys."""
@@ -489,6 +493,7 @@ class Container:
                 await asyncio.wait_for(driver.close(), timeout=grace or None)
             except Exception:  # closing the rest matters more
                 log.exception("closing connector failed", connector=driver.name)
+        await self.sink.drain()
         await self.webhooks.close()
         if self.shares is not None and self._sharing:
             await self.shares.leave()

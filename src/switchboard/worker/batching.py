@@ -35,6 +35,13 @@ class GroupCommit(Generic[T, R]):
         if last is not None and not last.done():
             await asyncio.wait((last,))
 
+    async def drain(self) -> None:
+        """Return once the flush under way and every item queued behind it are written, even
+        those whose callers stopped waiting (a driver cancelled at shutdown): before the
+        database's pools close, not while the garbage collector finds the connection."""
+        while self._runner is not None and not self._runner.done():
+            await asyncio.gather(self._runner, return_exceptions=True)
+
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))

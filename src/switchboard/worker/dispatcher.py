@@ -129,6 +129,7 @@ class Dispatcher:
                 log.exception("could not release unsent messages")
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace_s)
+        await self._settler.drain()
 
     async def _claim(self) -> int:
         """Claim what can be sent soon: OTPs up to the in-flight limit, bulk ahead of need.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -132,6 +133,10 @@ async def _turn(turns: asyncio.Semaphore | None) -> AsyncIterator[None]:
         turns.release()
 
 
+class ConnectionsInUseWarning(UserWarning):
+    """`Database.dispose()` found connections still checked out."""
+
+
 class Database:
     """Transactions for the store: `write()` for changes, `read()` for queries.
 
@@ -225,7 +230,22 @@ class Database:
             return False
         return True
 
+    def connections_in_use(self) -> int:
+        """Connections checked out of the pools (by a transaction still running)."""
+        pools = {self._writer.pool, self._reader.pool}
+        return sum(p.checkedout() for p in pools if isinstance(p, sa.pool.QueuePool))
+
     async def dispose(self) -> None:
+        """Close the pools. A connection still in use belongs to a task that outlived its
+        process's stop: said here (a warning, an error under the tests' filter), not when
+        the garbage collector finds it later, in whatever test or code runs then."""
+        in_use = self.connections_in_use()
+        if in_use:
+            warnings.warn(
+                f"{in_use} database connection(s) still in use when the pools were closed",
+                ConnectionsInUseWarning,
+                stacklevel=2,
+            )
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
