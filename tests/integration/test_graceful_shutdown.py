@@ -15,9 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from tests.conftest import TEST_KEY, TEST_PEPPER
 from tests.integration.smpp.conftest import npm_smsc_dir, npm_smsc_factory  # noqa: F401
 from tests.integration.smpp.peers import NpmSmsc
+
+from switchboard.storage.sql.engines import ConnectionsInUseWarning, Database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,3 +152,14 @@ async def test_a_refused_bind_shows_its_status(
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
+
+
+async def test_closing_the_pools_under_a_running_transaction_is_said(database_url: str) -> None:
+    """A task that outlives its process's stop is named when the pools close (an error
+    under the tests' filter), not later by the garbage collector in an unrelated test."""
+    database = Database(database_url)
+    async with database.read(every_account=True) as connection:
+        await connection.execute(sa.text("SELECT 1"))
+        with pytest.warns(ConnectionsInUseWarning, match="^1 database connection"):
+            await database.dispose()
+    await database.dispose()  # nothing checked out now: no warning

@@ -38,7 +38,9 @@ class GroupCommit(Generic[T, R]):
     async def drain(self) -> None:
         """Return once the flush under way and every item queued behind it are written, even
         those whose callers stopped waiting (a driver cancelled at shutdown): before the
-        database's pools close, not while the garbage collector finds the connection."""
+        database's pools close, not while the garbage collector finds the connection.
+        `flushed()` does not serve here: a cancelled caller cancels its own future, which
+        then reads as done while its batch is still being written."""
         while self._runner is not None and not self._runner.done():
             await asyncio.gather(self._runner, return_exceptions=True)
 

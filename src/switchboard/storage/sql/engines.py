@@ -14,7 +14,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from switchboard import tenancy
+from switchboard.observability import get_logger
 from switchboard.storage.sql import inline_sqlite
+
+log = get_logger("switchboard.storage")
 
 # Hooks of the open write() transactions. Kept beside the connection, not in its `info`:
 # reading `info` of a connection invalidated by a cancellation raises, and must not replace
@@ -230,17 +233,15 @@ class Database:
             return False
         return True
 
-    def connections_in_use(self) -> int:
-        """Connections checked out of the pools (by a transaction still running)."""
-        pools = {self._writer.pool, self._reader.pool}
-        return sum(p.checkedout() for p in pools if isinstance(p, sa.pool.QueuePool))
-
     async def dispose(self) -> None:
         """Close the pools. A connection still in use belongs to a task that outlived its
-        process's stop: said here (a warning, an error under the tests' filter), not when
-        the garbage collector finds it later, in whatever test or code runs then."""
-        in_use = self.connections_in_use()
+        process's stop: said here — logged for the operator, and a warning that the tests'
+        filter turns into an error — not when the garbage collector finds it later, in
+        whatever test or code runs then."""
+        pools = {self._writer.pool, self._reader.pool}
+        in_use = sum(p.checkedout() for p in pools if isinstance(p, sa.pool.QueuePool))
         if in_use:
+            log.warning("database connections still in use at shutdown", count=in_use)
             warnings.warn(
                 f"{in_use} database connection(s) still in use when the pools were closed",
                 ConnectionsInUseWarning,

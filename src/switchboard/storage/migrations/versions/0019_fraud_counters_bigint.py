@@ -18,6 +18,7 @@ depends_on = None
 # The write count ('w', one row per account, never pruned) gains one per process sync that
 # wrote for the account: ten processes syncing each second pass 2**31 in under seven years,
 # and PostgreSQL's integer would then refuse every sync (the guard would fail closed).
+# PostgreSQL rewrites the table under an exclusive lock: small, as every other row is pruned.
 
 
 def upgrade() -> None:
