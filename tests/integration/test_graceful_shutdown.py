@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -16,11 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests.conftest import TEST_KEY, TEST_PEPPER
+from tests.conftest import TEST_KEY, TEST_PEPPER, SettingsFactory
 from tests.integration.smpp.conftest import npm_smsc_dir, npm_smsc_factory  # noqa: F401
 from tests.integration.smpp.peers import NpmSmsc
 
+from switchboard.bootstrap import build_container
+from switchboard.clock import FrozenClock
+from switchboard.services.verification import SendRequest
 from switchboard.storage.sql.engines import ConnectionsInUseWarning, Database
+from switchboard.storage.sql.tables import messages
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,3 +168,38 @@ async def test_closing_the_pools_under_a_running_transaction_is_said(database_ur
         with pytest.warns(ConnectionsInUseWarning, match="^1 database connection"):
             await database.dispose()
     await database.dispose()  # nothing checked out now: no warning
+
+
+async def test_a_stop_waits_for_the_claim_under_way_and_settles_what_it_claimed(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """The dispatcher's round was claiming when the stop came: what the claim returns is sent
+    and settled before stop() returns, not by a task left running past the pools' close."""
+    built = build_container(make_settings(), clock=clock)
+    await built.start(run_workers=False)
+    running: asyncio.Task[None] | None = None
+    try:
+        account = await built.accounts.create_customer(
+            email="dev@example.com", password="long enough", customer_id="C-1"
+        )
+        request = SendRequest(country_code="91", mobile_number="9800000001", flow_type="SMS")
+        await built.verification.start(account, request)
+        async with built.database.write() as connection:  # the round's claim waits behind it
+            if not built.database.is_sqlite:
+                await connection.execute(sa.text("LOCK TABLE messages IN EXCLUSIVE MODE"))
+            running = asyncio.create_task(built.dispatcher.run())
+            await asyncio.sleep(0.2)
+            stopping = asyncio.create_task(built.dispatcher.stop(10))
+            await asyncio.sleep(0.2)
+            assert not stopping.done()  # the claim under way has not returned yet
+        await asyncio.wait_for(stopping, 10)
+        assert running.done()
+        async with built.database.read() as connection:
+            status = await connection.scalar(sa.select(messages.c.status))
+        assert status in {"SUBMITTED", "DELIVERED"}
+    finally:
+        if running is not None:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        await built.stop()

@@ -87,6 +87,8 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()  # no round of `run` under way
+        self._idle.set()
 
     def wake(self) -> None:
         """New work was committed: claim now rather than at the next poll."""
@@ -95,8 +97,15 @@ class Dispatcher:
     async def run(self) -> None:
         # Renew well before expiry; reap at the same pace (a dead worker's leases run out).
         renew_every = self._settings.lease_s / 3
-        last_renew = loop_time = 0.0
         loop = asyncio.get_running_loop()
+        self._idle.clear()
+        try:
+            await self._rounds(loop, renew_every)
+        finally:
+            self._idle.set()
+
+    async def _rounds(self, loop: asyncio.AbstractEventLoop, renew_every: float) -> None:
+        last_renew = loop_time = 0.0
         while not self._stopping.is_set():
             try:
                 loop_time = loop.time()
@@ -117,9 +126,18 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
 
     async def stop(self, grace_s: float) -> None:
-        """Stop claiming and wait (bounded) for in-flight sends to settle."""
+        """Stop claiming and wait (bounded) for in-flight sends to settle.
+
+        A round of `run` under way is waited for first: a claim it is making returns its rows
+        after this was called, and the sends it starts would otherwise outlive the stop (past
+        the pools' close, holding a connection).
+        """
         self._stopping.set()
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_s)
         if self._bulk_ready:  # claimed, never handed to a driver: back to the queue now
             unsent = [message.id for message in self._bulk_ready]
             self._bulk_ready.clear()
@@ -128,7 +146,7 @@ class Dispatcher:
             except Exception:  # their leases run out and the reaper requeues them
                 log.exception("could not release unsent messages")
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=grace_s)
+            await asyncio.wait(set(self._in_flight), timeout=max(0.0, deadline - loop.time()))
         await self._settler.drain()
 
     async def _claim(self) -> int:

@@ -94,6 +94,8 @@ class WebhookDispatcher:
         self._settler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()  # no round of `run` under way
+        self._idle.set()
 
     def wake(self) -> None:
         """New or replayed deliveries were committed: claim now rather than at the next poll."""
@@ -111,17 +113,21 @@ class WebhookDispatcher:
 
     async def run(self) -> None:
         self._stopping.clear()
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                await self.claim()
-            except Exception:  # a database hiccup must not kill the worker
-                log.exception("webhook dispatcher loop error")
-            # Claim again when woken (new rows committed, an endpoint's rows in hand used up, a
-            # slot freed), not straight away: with one endpoint's backlog in hand, the next
-            # claim would skip that endpoint by scanning its whole backlog for nothing.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+        self._idle.clear()
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    await self.claim()
+                except Exception:  # a database hiccup must not kill the worker
+                    log.exception("webhook dispatcher loop error")
+                # Claim again when woken (new rows committed, an endpoint's rows in hand used
+                # up, a slot freed), not straight away: with one endpoint's backlog in hand, the
+                # next claim would skip that endpoint by scanning its whole backlog for nothing.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+        finally:
+            self._idle.set()
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming; give POSTs in flight `grace_s`, then cancel them (their leases
@@ -129,6 +135,10 @@ class WebhookDispatcher:
         what was claimed but not sent."""
         self._stopping.set()
         self._wake.set()
+        # a claim under way returns its rows after this call: they are started or put waiting
+        # before what is waiting is given back and what is in flight is waited for
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_s or None)
         for waiting in self._waiting.values():
             self._give_back += [delivery.id for delivery, _ in waiting]
         self._waiting.clear()

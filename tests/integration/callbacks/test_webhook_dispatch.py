@@ -152,3 +152,33 @@ async def test_a_row_whose_lease_ran_out_in_flight_is_not_sent_again_by_its_hold
         assert (row.status, row.attempts) == ("DELIVERED", 1)
     finally:
         await built.stop()
+
+
+async def test_a_stop_waits_for_the_claim_under_way_and_settles_what_it_claimed(
+    make_settings: SettingsFactory, clock: FrozenClock, receivers: Receivers
+) -> None:
+    receiver = await receivers.start(answer(200))
+    built = await start(make_settings, clock)
+    await queue(built, clock, "C-1", receiver.url(), 1)
+    running: asyncio.Task[None] | None = None
+    try:
+        async with built.database.write() as connection:  # the round's claim waits behind it
+            if not built.database.is_sqlite:
+                await connection.execute(sa.text("LOCK TABLE webhook_deliveries IN EXCLUSIVE MODE"))
+            running = asyncio.create_task(built.webhooks.run())
+            await asyncio.sleep(0.2)
+            stopping = asyncio.create_task(built.webhooks.stop(10))
+            await asyncio.sleep(0.2)
+            assert not stopping.done()  # the claim under way has not returned yet
+        await asyncio.wait_for(stopping, 10)
+        assert running.done()
+        async with built.database.read() as connection:
+            row = (await connection.execute(sa.select(d.status, d.lease_owner))).one()
+        assert len(receiver.requests) == 1
+        assert (row.status, row.lease_owner) == ("DELIVERED", None)
+    finally:
+        if running is not None:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        await built.stop()

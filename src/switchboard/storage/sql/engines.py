@@ -241,7 +241,15 @@ class Database:
         pools = {self._writer.pool, self._reader.pool}
         in_use = sum(p.checkedout() for p in pools if isinstance(p, sa.pool.QueuePool))
         if in_use:
-            log.warning("database connections still in use at shutdown", count=in_use)
+            current = asyncio.current_task()
+            running = sorted(
+                t.get_coro().__qualname__  # type: ignore[union-attr]
+                for t in asyncio.all_tasks()
+                if t is not current and not t.done()
+            )
+            log.warning(
+                "database connections still in use at shutdown", count=in_use, tasks=running
+            )
             warnings.warn(
                 f"{in_use} database connection(s) still in use when the pools were closed",
                 ConnectionsInUseWarning,
