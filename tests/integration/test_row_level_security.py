@@ -19,6 +19,7 @@ from tests.conftest import APP_ROLE, SettingsFactory, _truncate, open_client
 
 from switchboard import tenancy
 from switchboard.bootstrap import Container, build_container
+from switchboard.storage.sql.engines import SCOPE_SETTING, Database, sync_engine
 from switchboard.storage.sql.tables import metadata
 from switchboard.storage.sql.verifications import SqlVerificationStore
 from switchboard.testing.client import MessageCentralClient
@@ -170,3 +171,26 @@ async def test_the_fraud_guards_shared_counters_sync_from_any_customers_request(
     assert body["responseCode"] == 200, body
     accounts = await _count(container, "SELECT count(DISTINCT account_id) FROM fraud_counters")
     assert accounts == 2
+
+
+async def test_the_database_urls_own_connection_options_are_kept_beside_the_scope(
+    database_url: str,
+) -> None:
+    """An operator's `?options=-c …` in database_url (a statement timeout, a search path)
+    reaches the server with the scope setting, not replaced by it."""
+    own = database_url + "?options=-c%20statement_timeout%3D4321"
+    database = Database(own)
+    try:
+        async with database.read(every_account=True) as connection:
+            timeout = await connection.scalar(sa.text("SHOW statement_timeout"))
+            scope = await connection.scalar(sa.text(f"SELECT current_setting('{SCOPE_SETTING}')"))
+    finally:
+        await database.dispose()
+    assert (timeout, scope) == ("4321ms", "*")
+    engine = sync_engine(own)  # Alembic's and the tools' engine
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(sa.text("SHOW statement_timeout")) == "4321ms"
+            assert connection.scalar(sa.text(f"SELECT current_setting('{SCOPE_SETTING}')")) == "*"
+    finally:
+        engine.dispose()

@@ -87,11 +87,18 @@ _NARROW = sa.text(f"SELECT set_config('{SCOPE_SETTING}', :account, true)")
 _POOL_TIMEOUT_S = 60
 
 
+def _all_accounts_options(url: str) -> str:
+    """The connection's `options`: the URL's own (`?options=-c statement_timeout=…`) and the
+    scope setting. The driver's keyword would replace the URL's, not add to it."""
+    own = sa.engine.make_url(url).query.get("options", ())
+    return " ".join([*((own,) if isinstance(own, str) else own), _ALL_ACCOUNTS_OPTION])
+
+
 def sync_engine(database_url: str, **options: Any) -> sa.Engine:
     """A synchronous engine (Alembic, tools, tests) that sees every account's rows."""
     url = sync_url(database_url)
     if url.startswith("postgresql"):
-        options.setdefault("connect_args", {})["options"] = _ALL_ACCOUNTS_OPTION
+        options.setdefault("connect_args", {})["options"] = _all_accounts_options(url)
     return sa.create_engine(url, **options)
 
 
@@ -167,7 +174,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=True,
-                connect_args={"options": _ALL_ACCOUNTS_OPTION},
+                connect_args={"options": _all_accounts_options(url)},
             )
             self._reader = self._writer
             self._write_turns = self._read_turns = None
