@@ -13,7 +13,7 @@ from tests.e2e.conftest import eventually
 
 from switchboard.bootstrap import Container
 from switchboard.clock import FrozenClock
-from switchboard.integrations.clevertap.service import STALE_AFTER
+from switchboard.integrations.clevertap.service import STALE_AFTER, WAIT_S
 from switchboard.integrations.clevertap.store import SentRecord
 from switchboard.storage.sql.clevertap import SqlCleverTapStore
 from switchboard.storage.sql.tables import clevertap_messages, messages
@@ -149,6 +149,37 @@ async def test_a_record_left_without_its_message_by_a_dead_process_is_sent_on_a_
             )
         ).all()
     assert row.message_id == resent.json()["data"]["messageId"]
+
+
+async def test_a_resend_while_the_first_record_is_still_being_queued_is_409_and_sends_nothing(
+    start_container: ContainerFactory, api_for: ClientFactory, clock: FrozenClock
+) -> None:
+    container = await start_container()
+    mc = await api_for(container)
+    # another process has just stored the record and is queuing its message
+    await SqlCleverTapStore(container.database).remember(
+        [
+            SentRecord(
+                ref="1" * 32, account_id=mc.customer_id, mid="m-7", clevertap_account=None,
+                destination="919876543210", created_at=clock.now(),
+            )
+        ]
+    )  # fmt: skip
+
+    started = asyncio.get_running_loop().time()
+    resent = await sender_for(mc).send(
+        CleverTapMessage(to="919876543210", body="Hi", message_id="m-7")
+    )
+    waited = asyncio.get_running_loop().time() - started
+
+    assert resent.status_code == 409, resent.json()
+    body = resent.json()
+    assert body["responseCode"] == 409
+    assert (
+        body["errorMessage"] == "a message with this mid is still being queued; send it again later"
+    )
+    assert waited >= WAIT_S  # it waited for the first copy's message before answering
+    assert await _messages_to(container, "+919876543210") == 0
 
 
 async def _outbox_count(mc: MessageCentralClient, count: int) -> bool:
