@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from switchboard.bootstrap import Container, build_container
 from switchboard.clock import FrozenClock
 from switchboard.config import Settings, load_settings
 from switchboard.storage.sql import migrate
+from switchboard.storage.sql.engines import Database
 from switchboard.storage.sql.tables import metadata
 
 PG_ADMIN_URL = os.environ.get(
@@ -138,3 +140,29 @@ async def open_client(built: Container) -> httpx.AsyncClient:
 async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
     async with await open_client(container) as http:
         yield http
+
+
+async def stop_while_claiming(
+    database: Database,
+    table: str,
+    run: Callable[[], Coroutine[Any, Any, None]],
+    stop: Callable[[float], Coroutine[Any, Any, None]],
+) -> None:
+    """Start a worker's `run`, hold its first claim back behind a write transaction (SQLite's
+    one writer turn; a lock on `table` on PostgreSQL), ask it to `stop`, and check that the
+    stop waits for that claim; returns once the stop has and the run has ended."""
+    running = asyncio.create_task(run())
+    try:
+        async with database.write() as connection:
+            if not database.is_sqlite:
+                await connection.execute(sa.text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            await asyncio.sleep(0.2)  # the round is in its claim, waiting
+            stopping = asyncio.create_task(stop(10))
+            await asyncio.sleep(0.2)
+            assert not stopping.done()  # the claim under way has not returned yet
+        await asyncio.wait_for(stopping, 10)
+        assert running.done()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests.conftest import TEST_KEY, TEST_PEPPER, SettingsFactory
+from tests.conftest import TEST_KEY, TEST_PEPPER, SettingsFactory, stop_while_claiming
 from tests.integration.smpp.conftest import npm_smsc_dir, npm_smsc_factory  # noqa: F401
 from tests.integration.smpp.peers import NpmSmsc
 
@@ -159,14 +158,27 @@ async def test_a_refused_bind_shows_its_status(
         server.wait(10)
 
 
-async def test_closing_the_pools_under_a_running_transaction_is_said(database_url: str) -> None:
+async def test_closing_the_pools_under_a_running_transaction_is_said(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A task that outlives its process's stop is named when the pools close (an error
     under the tests' filter), not later by the garbage collector in an unrelated test."""
     database = Database(database_url)
-    async with database.read(every_account=True) as connection:
-        await connection.execute(sa.text("SELECT 1"))
-        with pytest.warns(ConnectionsInUseWarning, match="^1 database connection"):
-            await database.dispose()
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def outlives_the_stop() -> None:
+        async with database.read(every_account=True) as connection:
+            await connection.execute(sa.text("SELECT 1"))
+            holding.set()
+            await release.wait()
+
+    task = asyncio.create_task(outlives_the_stop())
+    await holding.wait()
+    with pytest.warns(ConnectionsInUseWarning, match="^1 database connection"):
+        await database.dispose()
+    assert "outlives_the_stop': 1" in capsys.readouterr().out  # the log names the task
+    release.set()
+    await task
     await database.dispose()  # nothing checked out now: no warning
 
 
@@ -177,29 +189,16 @@ async def test_a_stop_waits_for_the_claim_under_way_and_settles_what_it_claimed(
     and settled before stop() returns, not by a task left running past the pools' close."""
     built = build_container(make_settings(), clock=clock)
     await built.start(run_workers=False)
-    running: asyncio.Task[None] | None = None
     try:
         account = await built.accounts.create_customer(
             email="dev@example.com", password="long enough", customer_id="C-1"
         )
         request = SendRequest(country_code="91", mobile_number="9800000001", flow_type="SMS")
         await built.verification.start(account, request)
-        async with built.database.write() as connection:  # the round's claim waits behind it
-            if not built.database.is_sqlite:
-                await connection.execute(sa.text("LOCK TABLE messages IN EXCLUSIVE MODE"))
-            running = asyncio.create_task(built.dispatcher.run())
-            await asyncio.sleep(0.2)
-            stopping = asyncio.create_task(built.dispatcher.stop(10))
-            await asyncio.sleep(0.2)
-            assert not stopping.done()  # the claim under way has not returned yet
-        await asyncio.wait_for(stopping, 10)
-        assert running.done()
+        dispatcher = built.dispatcher
+        await stop_while_claiming(built.database, "messages", dispatcher.run, dispatcher.stop)
         async with built.database.read() as connection:
             status = await connection.scalar(sa.select(messages.c.status))
         assert status in {"SUBMITTED", "DELIVERED"}
     finally:
-        if running is not None:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
         await built.stop()

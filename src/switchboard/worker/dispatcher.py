@@ -89,41 +89,39 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()  # no round of `run` under way
         self._idle.set()
+        self._renewed_at = float("-inf")  # loop time of the last lease renewal
 
     def wake(self) -> None:
         """New work was committed: claim now rather than at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        # Renew well before expiry; reap at the same pace (a dead worker's leases run out).
-        renew_every = self._settings.lease_s / 3
-        loop = asyncio.get_running_loop()
         self._idle.clear()
         try:
-            await self._rounds(loop, renew_every)
+            while not self._stopping.is_set():
+                if await self._round() == 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
         finally:
             self._idle.set()
 
-    async def _rounds(self, loop: asyncio.AbstractEventLoop, renew_every: float) -> None:
-        last_renew = loop_time = 0.0
-        while not self._stopping.is_set():
-            try:
-                loop_time = loop.time()
-                if loop_time - last_renew >= renew_every:
-                    last_renew = loop_time
-                    if self._in_flight:
-                        await self._queue.renew_leases(
-                            self.owner, self._clock.now(), self._settings.lease_s
-                        )
-                    await self._queue.reap_expired_leases(self._clock.now())
-                claimed = await self._claim()
-            except Exception:  # a database hiccup must not kill the worker
-                log.exception("dispatcher loop error")
-                claimed = 0
-            if claimed == 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
+    async def _round(self) -> int:
+        """Renew and reap when due, then claim; how many messages were claimed."""
+        try:
+            # Renew well before expiry; reap at the same pace (a dead worker's leases run out).
+            now_s = asyncio.get_running_loop().time()
+            if now_s - self._renewed_at >= self._settings.lease_s / 3:
+                self._renewed_at = now_s
+                if self._in_flight:
+                    await self._queue.renew_leases(
+                        self.owner, self._clock.now(), self._settings.lease_s
+                    )
+                await self._queue.reap_expired_leases(self._clock.now())
+            return await self._claim()
+        except Exception:  # a database hiccup must not kill the worker
+            log.exception("dispatcher loop error")
+            return 0
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming and wait (bounded) for in-flight sends to settle.

@@ -112,15 +112,11 @@ class WebhookDispatcher:
         self._limit = max(1, int(cap * max(0.0, min(1.0, fraction))))
 
     async def run(self) -> None:
-        self._stopping.clear()
         self._idle.clear()
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                try:
-                    await self.claim()
-                except Exception:  # a database hiccup must not kill the worker
-                    log.exception("webhook dispatcher loop error")
+                await self._round()
                 # Claim again when woken (new rows committed, an endpoint's rows in hand used
                 # up, a slot freed), not straight away: with one endpoint's backlog in hand, the
                 # next claim would skip that endpoint by scanning its whole backlog for nothing.
@@ -129,12 +125,20 @@ class WebhookDispatcher:
         finally:
             self._idle.set()
 
+    async def _round(self) -> None:
+        try:
+            await self.claim()
+        except Exception:  # a database hiccup must not kill the worker
+            log.exception("webhook dispatcher loop error")
+
     async def stop(self, grace_s: float) -> None:
         """Stop claiming; give POSTs in flight `grace_s`, then cancel them (their leases
         expire and another worker sends them again). Settles what finished and gives back
         what was claimed but not sent."""
         self._stopping.set()
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         # a claim under way returns its rows after this call: they are started or put waiting
         # before what is waiting is given back and what is in flight is waited for
         with contextlib.suppress(TimeoutError):
@@ -144,7 +148,8 @@ class WebhookDispatcher:
         self._waiting.clear()
         self._waiting_count = 0
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=grace_s or None)
+            left = max(0.0, deadline - loop.time()) if grace_s else None
+            await asyncio.wait(set(self._in_flight), timeout=left)
         for task in list(self._in_flight):
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import SettingsFactory
+from tests.conftest import SettingsFactory, stop_while_claiming
 from tests.e2e.conftest import eventually
 
 from switchboard.bootstrap import Container, build_container
@@ -160,25 +160,23 @@ async def test_a_stop_waits_for_the_claim_under_way_and_settles_what_it_claimed(
     receiver = await receivers.start(answer(200))
     built = await start(make_settings, clock)
     await queue(built, clock, "C-1", receiver.url(), 1)
-    running: asyncio.Task[None] | None = None
     try:
-        async with built.database.write() as connection:  # the round's claim waits behind it
-            if not built.database.is_sqlite:
-                await connection.execute(sa.text("LOCK TABLE webhook_deliveries IN EXCLUSIVE MODE"))
-            running = asyncio.create_task(built.webhooks.run())
-            await asyncio.sleep(0.2)
-            stopping = asyncio.create_task(built.webhooks.stop(10))
-            await asyncio.sleep(0.2)
-            assert not stopping.done()  # the claim under way has not returned yet
-        await asyncio.wait_for(stopping, 10)
-        assert running.done()
+        webhooks = built.webhooks
+        await stop_while_claiming(built.database, "webhook_deliveries", webhooks.run, webhooks.stop)
         async with built.database.read() as connection:
             row = (await connection.execute(sa.select(d.status, d.lease_owner))).one()
         assert len(receiver.requests) == 1
         assert (row.status, row.lease_owner) == ("DELIVERED", None)
     finally:
-        if running is not None:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
+        await built.stop()
+
+
+async def test_a_stop_that_comes_before_the_run_is_kept(
+    make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    built = await start(make_settings, clock)
+    try:
+        await built.webhooks.stop(1)
+        await asyncio.wait_for(built.webhooks.run(), 5)  # ends at once, claims nothing
+    finally:
         await built.stop()

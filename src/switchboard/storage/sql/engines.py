@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -249,10 +250,13 @@ class Database:
         in_use = sum(p.checkedout() for p in pools if isinstance(p, sa.pool.QueuePool))
         if in_use:
             current = asyncio.current_task()
-            running = sorted(
-                t.get_coro().__qualname__  # type: ignore[union-attr]
-                for t in asyncio.all_tasks()
-                if t is not current and not t.done()
+            # by coroutine, counted: a worker may have thousands of the same send in flight
+            running = dict(
+                Counter(
+                    t.get_coro().__qualname__  # type: ignore[union-attr]
+                    for t in asyncio.all_tasks()
+                    if t is not current and not t.done()
+                ).most_common(20)
             )
             log.warning(
                 "database connections still in use at shutdown", count=in_use, tasks=running
